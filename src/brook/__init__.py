@@ -1,0 +1,87 @@
+"""Brook: a Flask app that streams a language model's answers over server-sent events."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+
+from dotenv import load_dotenv
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import db, errors
+from .chat.service import ChatService
+from .chat.tokens import TokenCounter, cached_encoding
+from .config import Settings, load_settings
+from .providers import build_provider
+
+__all__ = ["create_app"]
+
+
+def create_app(env: Mapping[str, str] | None = None) -> Flask:
+    """The app factory.
+
+    `env` replaces the process environment (tests pass their own); without it Brook reads
+    `os.environ`, after loading `.env` from the working directory if there is one.
+    """
+    if env is None:
+        load_dotenv(".env")
+        env = os.environ
+    app = Flask(__name__, instance_path=str(Path(env.get("BROOK_INSTANCE_PATH")
+                                                 or "instance").resolve()))
+    settings = load_settings(env, Path(app.instance_path))
+    _configure_logging(settings)
+    app.config.update(
+        BROOK_SETTINGS=settings,
+        SECRET_KEY=settings.secret_key or _instance_secret(Path(app.instance_path)),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="brook_session",
+        PERMANENT_SESSION_LIFETIME=timedelta(days=365),
+        MAX_CONTENT_LENGTH=settings.max_message_chars * 4 + 64 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+
+    engine = db.make_engine(settings.database_url)
+    db.ensure_schema(engine)
+    sessions = db.init_app(app, engine)
+    errors.init_app(app)
+
+    chat = ChatService(sessions, build_provider(settings), settings,
+                       TokenCounter(cached_encoding()))
+    app.extensions["brook.chat"] = chat
+    atexit.register(chat.close)
+
+    from . import api, web
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(web.bp)
+    return app
+
+
+def _instance_secret(instance: Path) -> str:
+    """A random secret kept in the instance folder, for installs that set no SECRET_KEY."""
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.getLogger("brook").setLevel(settings.log_level)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=settings.log_level,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,113 @@
+"""Conversations: list, create, get with messages, rename, delete; and sending a message."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Response, current_app, request
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from ..chat.service import Busy, ChatService
+from ..db import get_session
+from ..errors import APIError
+from ..identity import current_owner
+from ..models import Conversation, utcnow
+from . import bp
+from .requests import json_body, title_from
+from .serialize import conversation_json, message_json
+
+
+def owned_conversation(conversation_id: uuid.UUID, *, with_messages: bool = False
+                       ) -> Conversation:
+    query = select(Conversation).where(Conversation.id == conversation_id,
+                                       Conversation.owner == current_owner())
+    if with_messages:
+        query = query.options(selectinload(Conversation.messages))
+    conversation = get_session().scalar(query)
+    if conversation is None:
+        raise APIError(404, "not_found", "There is no such conversation.")
+    return conversation
+
+
+@bp.get("/conversations")
+def list_conversations() -> dict[str, object]:
+    raw = request.args.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+        raise APIError(400, "invalid_limit", "limit must be a whole number from 1 to 500.")
+    rows = get_session().scalars(
+        select(Conversation)
+        .where(Conversation.owner == current_owner())
+        .order_by(Conversation.updated_at.desc(), Conversation.id)
+        .limit(int(raw))
+    )
+    return {"conversations": [conversation_json(c) for c in rows]}
+
+
+@bp.post("/conversations")
+def create_conversation() -> tuple[dict[str, object], int]:
+    body = json_body({"title": str})
+    conversation = Conversation(owner=current_owner(),
+                                title=title_from(body["title"]) if "title" in body else "")
+    session = get_session()
+    session.add(conversation)
+    session.commit()
+    return conversation_json(conversation), 201
+
+
+@bp.get("/conversations/<uuid:conversation_id>")
+def get_conversation(conversation_id: uuid.UUID) -> dict[str, object]:
+    conversation = owned_conversation(conversation_id, with_messages=True)
+    return {**conversation_json(conversation),
+            "messages": [message_json(m) for m in conversation.messages]}
+
+
+@bp.patch("/conversations/<uuid:conversation_id>")
+def rename_conversation(conversation_id: uuid.UUID) -> dict[str, object]:
+    body = json_body({"title": str})
+    if "title" not in body:
+        raise APIError(422, "missing_field", "Send the new title in the field title.")
+    conversation = owned_conversation(conversation_id)
+    conversation.title = title_from(body["title"])
+    conversation.updated_at = utcnow()
+    get_session().commit()
+    return conversation_json(conversation)
+
+
+@bp.delete("/conversations/<uuid:conversation_id>")
+def delete_conversation(conversation_id: uuid.UUID) -> Response:
+    conversation = owned_conversation(conversation_id, with_messages=True)
+    chat: ChatService = current_app.extensions["brook.chat"]
+    for message in conversation.messages:
+        if message.status == "streaming":
+            chat.stop(message.id)
+    session = get_session()
+    session.delete(conversation)
+    session.commit()
+    return Response(status=204)
+
+
+@bp.post("/conversations/<uuid:conversation_id>/messages")
+def send_message(conversation_id: uuid.UUID) -> tuple[dict[str, object], int]:
+    body = json_body({"content": str})
+    content = body.get("content")
+    if content is None:
+        raise APIError(422, "missing_field", "Send the message text in the field content.")
+    if not content.strip():
+        raise APIError(422, "empty_message", "The message is empty.")
+    limit = current_app.config["BROOK_SETTINGS"].max_message_chars
+    if len(content) > limit:
+        raise APIError(422, "message_too_long",
+                       f"The message is {len(content):,} characters long; the limit is "
+                       f"{limit:,}.")
+    conversation = owned_conversation(conversation_id)
+    chat: ChatService = current_app.extensions["brook.chat"]
+    try:
+        user, answer = chat.send(get_session(), conversation, content)
+    except Busy:
+        raise APIError(409, "answer_in_progress",
+                       "An answer is still being written in this conversation: wait for it "
+                       "or stop it first.") from None
+    assistant = message_json(answer)
+    return {"user_message": message_json(user), "assistant_message": assistant,
+            "stream_url": assistant["stream_url"]}, 202

@@ -1,0 +1,69 @@
+"""An answer's event stream, and Stop."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Response, current_app, request
+from sqlalchemy import select
+
+from ..chat.service import BadOffset, ChatService
+from ..db import get_session
+from ..errors import APIError
+from ..identity import current_owner
+from ..models import Conversation, Message
+from . import bp
+from .requests import json_body
+from .serialize import message_json
+
+
+def owned_answer(message_id: uuid.UUID) -> Message:
+    message = get_session().scalar(
+        select(Message)
+        .join(Conversation)
+        .where(Message.id == message_id, Message.role == "assistant",
+               Conversation.owner == current_owner())
+    )
+    if message is None:
+        raise APIError(404, "not_found", "There is no such answer.")
+    return message
+
+
+def _resume_offset() -> int | None:
+    # The browser's automatic reconnect sends Last-Event-ID on the original URL, so the
+    # header, being newer, wins over ?after=.
+    raw = request.headers.get("Last-Event-ID") or request.args.get("after")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise APIError(400, "invalid_after",
+                       "Last-Event-ID and after must be an event id (a whole number).")
+    return int(raw)
+
+
+@bp.get("/messages/<uuid:message_id>/stream")
+def stream(message_id: uuid.UUID) -> Response:
+    after = _resume_offset()
+    message = owned_answer(message_id)
+    get_session().close()  # a long stream must not hold a pooled connection
+    chat: ChatService = current_app.extensions["brook.chat"]
+    try:
+        events = chat.events(message.id, after)
+    except BadOffset:
+        raise APIError(400, "invalid_after",
+                       "Last-Event-ID or after is past the end of the answer.") from None
+    return Response(events, mimetype="text/event-stream", headers={
+        "Cache-Control": "no-cache, no-transform",
+        "X-Accel-Buffering": "no",
+    })
+
+
+@bp.post("/messages/<uuid:message_id>/stop")
+def stop(message_id: uuid.UUID) -> dict[str, object]:
+    json_body({})
+    message = owned_answer(message_id)
+    chat: ChatService = current_app.extensions["brook.chat"]
+    chat.stop(message.id)
+    session = get_session()
+    session.refresh(message)
+    return message_json(message)

@@ -1,0 +1,1 @@
+"""Chat logic with no Flask imports: history, generation in the background, live answers."""

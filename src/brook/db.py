@@ -1,0 +1,99 @@
+"""The database: one engine per app, a session per request, migrations with Alembic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from flask import Flask, current_app, g
+from sqlalchemy import Engine, create_engine, event, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from .config import ConfigError
+from .models import Message, utcnow
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    """Create the engine; SQLite gets WAL, a busy timeout and enforced foreign keys."""
+    if url.startswith("sqlite:"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def upgrade(url: str) -> None:
+    """Apply every Alembic migration up to head (the same scripts for SQLite and PostgreSQL)."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(cfg, "head")
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Bring SQLite up to date on start; refuse to start on an outdated PostgreSQL.
+
+    Migrating a shared server is an explicit step (`brook db upgrade`, run by the Azure
+    start-up command) so that several instances never race to migrate it.
+    """
+    script = ScriptDirectory(str(MIGRATIONS))
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current == script.get_current_head():
+        return
+    if engine.dialect.name == "sqlite":
+        upgrade(engine.url.render_as_string(hide_password=False))
+        return
+    raise ConfigError(
+        f"The database at DATABASE_URL is at migration {current or 'none'}, not "
+        f"{script.get_current_head()}: run `brook db upgrade` first."
+    )
+
+
+def mark_interrupted(sessions: sessionmaker[Session]) -> int:
+    """Mark answers left `streaming` by a process that died as `interrupted`, text kept."""
+    with sessions.begin() as session:
+        result = session.execute(
+            update(Message)
+            .where(Message.status == "streaming")
+            .values(status="interrupted", updated_at=utcnow())
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def get_session() -> Session:
+    """The request's session, opened on first use and closed at teardown."""
+    if "db_session" not in g:
+        g.db_session = current_app.extensions["brook.sessions"]()
+    session: Session = g.db_session
+    return session
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+def init_app(app: Flask, engine: Engine) -> sessionmaker[Session]:
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    app.extensions["brook.engine"] = engine
+    app.extensions["brook.sessions"] = sessions
+    app.teardown_appcontext(_close_session)
+    return sessions

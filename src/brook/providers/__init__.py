@@ -1,0 +1,16 @@
+"""Model providers; `build_provider` is the one place that chooses one from the settings."""
+
+from __future__ import annotations
+
+from ..config import MODEL_HELP, Settings
+from .base import Provider, ProviderError, Unconfigured, Usage
+
+__all__ = ["Provider", "ProviderError", "Unconfigured", "Usage", "build_provider"]
+
+
+def build_provider(settings: Settings) -> Provider:
+    if settings.provider == "none":
+        return Unconfigured(MODEL_HELP)
+    from .openai_compat import OpenAICompatible
+
+    return OpenAICompatible.from_settings(settings)

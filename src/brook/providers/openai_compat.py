@@ -1,0 +1,166 @@
+"""OpenAI, Azure OpenAI and every OpenAI-compatible server, through the `openai` SDK.
+
+The SDK owns the connection: base URLs, Azure's deployment paths, keys or Entra ID tokens,
+timeouts, and retries with Retry-After on the initial request. The stream itself is read as
+raw SSE lines and decoded with `json.loads`: building the SDK's typed object for every chunk
+costs more CPU than everything else Brook does per token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import openai
+
+from ..chat.tokens import ChatMessage
+from ..config import Settings
+from .base import ProviderError, Usage
+
+log = logging.getLogger(__name__)
+
+AZURE_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+class OpenAICompatible:
+    def __init__(self, client: openai.OpenAI, model: str,
+                 on_close: Callable[[], None] | None = None) -> None:
+        self.client = client
+        self.model: str | None = model
+        self._on_close = on_close
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OpenAICompatible:
+        timeout = openai.Timeout(settings.model_timeout, connect=settings.model_connect_timeout)
+        if settings.provider == "azure":
+            assert settings.azure_openai_endpoint
+            assert settings.azure_openai_deployment
+            on_close = None
+            if settings.azure_openai_api_key:
+                auth: dict[str, Any] = {"api_key": settings.azure_openai_api_key}
+            else:
+                # Keyless: managed identity in Azure, developer credentials locally. The token
+                # provider asks the credential for a token on each request; the credential
+                # caches it and refreshes it before it expires.
+                from azure.identity import DefaultAzureCredential, get_bearer_token_provider
+
+                credential = DefaultAzureCredential()
+                auth = {"azure_ad_token_provider": get_bearer_token_provider(credential,
+                                                                             AZURE_SCOPE)}
+                on_close = credential.close
+            client: openai.OpenAI = openai.AzureOpenAI(
+                azure_endpoint=settings.azure_openai_endpoint,
+                api_version=settings.azure_openai_api_version,
+                timeout=timeout,
+                max_retries=settings.model_max_retries,
+                **auth,
+            )
+            return cls(client, settings.azure_openai_deployment, on_close)
+        client = openai.OpenAI(
+            # Local servers (Ollama, vLLM, llama.cpp) accept any key; the SDK insists on one.
+            api_key=settings.openai_api_key or "not-needed",
+            base_url=settings.openai_base_url,
+            timeout=timeout,
+            max_retries=settings.model_max_retries,
+        )
+        return cls(client, settings.openai_model)
+
+    def close(self) -> None:
+        self.client.close()
+        if self._on_close is not None:
+            self._on_close()
+
+    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str | Usage]:
+        try:
+            with self.client.chat.completions.with_streaming_response.create(  # type: ignore[call-overload]
+                model=self.model or "",
+                messages=list(messages),
+                stream=True,
+                stream_options={"include_usage": True},
+            ) as response:
+                yield from _read_stream(response.iter_lines())
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise translate(exc) from exc
+
+
+def _read_stream(lines: Iterator[str]) -> Iterator[str | Usage]:
+    finished = False
+    for line in lines:
+        if not line.startswith("data:"):
+            continue  # blank separators, comments, `event:` lines
+        data = line[5:].strip()
+        if data == "[DONE]":
+            finished = True
+            break
+        chunk = json.loads(data)
+        if "error" in chunk:
+            raise ProviderError("upstream_error", "The model service reported an error.")
+        for choice in chunk.get("choices") or ():
+            text = (choice.get("delta") or {}).get("content")
+            if text:
+                yield text
+            if choice.get("finish_reason") == "content_filter":
+                raise ProviderError(
+                    "content_filter",
+                    "The model service's content filter stopped this answer.",
+                )
+        usage = chunk.get("usage")
+        if usage:
+            yield Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
+    if not finished:
+        raise ProviderError(
+            "stream_interrupted",
+            "The connection to the model service broke off before the answer was complete.",
+        )
+
+
+def translate(exc: BaseException) -> ProviderError:
+    """Map an SDK, transport or decoding failure to a code and words a user understands."""
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderError("upstream_timeout",
+                             "The model service took too long to answer. Please try again.")
+    if isinstance(exc, openai.APIConnectionError):
+        return ProviderError("upstream_unreachable",
+                             "Brook could not reach the model service. Please try again later.")
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return ProviderError(
+            "upstream_auth",
+            "The model service refused Brook's credentials. The administrator needs to check "
+            "the API key or the identity's access.",
+        )
+    if isinstance(exc, openai.RateLimitError):
+        return ProviderError("rate_limited",
+                             "The model service is busy right now. Please wait a moment and "
+                             "try again.")
+    if isinstance(exc, openai.NotFoundError):
+        return ProviderError("upstream_not_found",
+                             "The model service does not know the configured model or "
+                             "deployment. The administrator needs to check its name.")
+    if isinstance(exc, openai.BadRequestError):
+        code = exc.code or ""
+        if code == "content_filter":
+            return ProviderError("content_filter",
+                                 "The model service's content filter blocked this message.")
+        if code == "context_length_exceeded":
+            return ProviderError("context_length_exceeded",
+                                 "This conversation is too long for the model. Please start "
+                                 "a new conversation.")
+        return ProviderError("upstream_rejected", "The model service rejected the request.")
+    if isinstance(exc, openai.APIStatusError):
+        return ProviderError("upstream_error",
+                             "The model service had a problem. Please try again.")
+    if isinstance(exc, ValueError):  # json.JSONDecodeError and friends
+        return ProviderError("upstream_bad_response",
+                             "The model service sent a reply Brook could not read.")
+    name = type(exc).__name__
+    if "Timeout" in name:
+        return ProviderError("upstream_timeout",
+                             "The model service stopped sending the answer. Please try again.")
+    return ProviderError(
+        "stream_interrupted",
+        "The connection to the model service broke off before the answer was complete.",
+    )

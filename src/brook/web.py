@@ -1,0 +1,47 @@
+"""The chat page, and the security headers every response carries."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, render_template
+
+from .config import MODEL_HELP, Settings
+
+bp = Blueprint("web", __name__)
+
+CSP = "; ".join([
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+
+
+@bp.get("/")
+def index() -> str:
+    settings: Settings = current_app.config["BROOK_SETTINGS"]
+    return render_template(
+        "index.html",
+        app_name="Brook",
+        model_ready=settings.provider != "none",
+        model_help=MODEL_HELP,
+        max_message_chars=settings.max_message_chars,
+    )
+
+
+@bp.get("/healthz")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@bp.after_app_request
+def security_headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    return response
