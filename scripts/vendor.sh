@@ -9,6 +9,8 @@ set -euo pipefail
 MARKED_VERSION="18.2.1"
 DOMPURIFY_VERSION="3.4.18"
 
+command -v npm >/dev/null || { echo "vendor.sh: npm is required (only to refresh the vendored files)" >&2; exit 1; }
+
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dest="$repo_root/src/brook/static/vendor"
 

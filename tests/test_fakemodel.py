@@ -8,6 +8,7 @@ import inspect
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -356,3 +357,31 @@ def test_command_line_serves_until_interrupted() -> None:
             assert proc.wait(timeout=5) == 0
         finally:
             proc.kill()
+
+
+def test_stop_ends_streams_in_flight() -> None:
+    fake = FakeModelServer(ttft=30).start()
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=5)
+    try:
+        conn.request("POST", "/v1/chat/completions", json.dumps({"messages": [], "stream": True}))
+        response = conn.getresponse()
+        assert response.status == 200
+        start = time.monotonic()
+        fake.stop()
+        assert time.monotonic() - start < 2
+        with pytest.raises(http.client.IncompleteRead):
+            response.read()
+    finally:
+        conn.close()
+        fake.stop()
+
+
+def test_garbage_gets_a_400_and_the_connection_closed(fake: FakeModelServer) -> None:
+    with socket.create_connection(("127.0.0.1", fake.port), timeout=5) as sock:
+        sock.sendall(b"NONSENSE\r\n\r\n")
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"connection: close" in received
+    assert fake.requests == []

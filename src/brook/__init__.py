@@ -51,7 +51,11 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     engine = db.make_engine(settings.database_url)
-    db.ensure_schema(engine)
+    try:
+        db.ensure_schema(engine)
+    except Exception:
+        engine.dispose()
+        raise
     sessions = db.init_app(app, engine)
     errors.init_app(app)
 

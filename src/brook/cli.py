@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 from dotenv import load_dotenv
+from flask import Flask
 from flask.cli import FlaskGroup
 from sqlalchemy.orm import sessionmaker
 
@@ -22,7 +23,14 @@ def _settings_from_env() -> Any:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group(cls=FlaskGroup, create_app=create_app, add_default_commands=True)
+def _cli_app() -> Flask:
+    try:
+        return create_app()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=FlaskGroup, create_app=_cli_app, add_default_commands=True)
 def main() -> None:
     """Brook: a chat app that streams model answers over server-sent events."""
 
@@ -32,7 +40,7 @@ def db_group() -> None:
     """Database commands."""
 
 
-@db_group.command("upgrade")
+@db_group.command("upgrade", with_appcontext=False)
 def db_upgrade() -> None:
     """Apply the database migrations (SQLite or the PostgreSQL at DATABASE_URL)."""
     settings = _settings_from_env()
@@ -40,7 +48,7 @@ def db_upgrade() -> None:
     click.echo("Database is up to date.")
 
 
-@main.command("serve")
+@main.command("serve", with_appcontext=False)
 @click.option("--dev", is_flag=True, help="Flask's reloading development server.")
 @click.option("--host", default=lambda: os.environ.get("HOST", "127.0.0.1"),
               show_default="HOST or 127.0.0.1")
@@ -58,7 +66,7 @@ def serve(dev: bool, host: str, port: int, workers: int) -> None:
     if count:
         click.echo(f"Marked {count} unfinished answer(s) from the last run as interrupted.")
     if dev:
-        create_app().run(host=host, port=port, debug=True, threaded=True)
+        _cli_app().run(host=host, port=port, debug=True, threaded=True)
         return
     from .serving import run_gunicorn
 

@@ -128,7 +128,7 @@ def _database_url(env: Mapping[str, str], instance_path: Path) -> str:
     if url.startswith(("postgresql+psycopg://", "sqlite:")):
         return url
     raise ConfigError(
-        f"DATABASE_URL={url.split('://')[0]}://… is not supported: use "
+        f"DATABASE_URL={url.split('://')[0]}://… is not supported: set it to "
         "postgresql://user@host:5432/dbname (PostgreSQL) or sqlite:///path/to/file.db."
     )
 
@@ -175,8 +175,8 @@ def load_settings(env: Mapping[str, str] | None = None,
         _get(env, n) for n in ("OPENAI_API_KEY", "OPENAI_BASE_URL")
     ):
         raise ConfigError(
-            "MODEL_PROVIDER=openai needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL "
-            "(an OpenAI-compatible server such as Ollama: http://localhost:11434/v1)."
+            "MODEL_PROVIDER=openai needs a model service: set OPENAI_API_KEY (OpenAI) or "
+            "OPENAI_BASE_URL (an OpenAI-compatible server such as Ollama: http://localhost:11434/v1)."
         )
 
     system_prompt = env.get("SYSTEM_PROMPT", "").strip() or DEFAULT_SYSTEM_PROMPT

@@ -5,8 +5,24 @@ It is a protocol peer for integration tests and load benchmarks, so it is built 
 pre-encodes what it can: it must stream thousands of tokens per second without eating
 the CPU of the machine it is measuring.
 
-A request can override the server's settings by putting ``@@fake{...json...}`` in the
-last user message; see the project docs or ``_DIRECTIVE_TYPES`` for the keys.
+Routes: ``POST /v1/chat/completions``, ``POST /openai/deployments/<name>/chat/completions``
+(Azure; the deployment is the model name) and ``GET /v1/models``.
+
+A request overrides the server's settings with ``@@fake{...}`` (a JSON object) in the
+last user message. Keys: ``reply``, ``tokens``, ``ttft``, ``gap``; ``chunk`` (split the
+answer into pieces of that many characters, not words); ``fault``, one of
+
+- ``status``: fail with HTTP ``status`` (default 500), optional ``code``, ``retry_after``
+  (seconds), ``times`` (fail only the first N requests with this directive, counted by
+  its JSON text or by ``key``);
+- ``drop``: close the connection abruptly after ``after`` (default 2) content chunks;
+- ``malformed``: send a chunk of invalid JSON after ``after`` content chunks;
+- ``content_filter_prompt``, ``context_length``: Azure's and OpenAI's 400 errors;
+- ``content_filter_answer``: stop with ``finish_reason: content_filter`` after ``after``;
+- ``length``: the whole answer, with ``finish_reason: length``.
+
+Unknown keys or values get a 400, so that a typo in a test fails loudly. A request's
+``max_tokens`` (or ``max_completion_tokens``) cuts the answer short, ending in ``length``.
 """
 
 from __future__ import annotations
@@ -277,9 +293,6 @@ class FakeModelServer:
         try:
             while await self._exchange(reader, writer):
                 pass
-        except _HTTPError as exc:
-            body = _error(str(exc), "invalid_request_error")
-            await self._send(writer, exc.status, body, keep=False)
         # Only stop() cancels us; asyncio's done-callback on this task chokes on a cancelled one.
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
@@ -293,25 +306,13 @@ class FakeModelServer:
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Read one request and answer it; returns whether the connection stays open."""
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError as exc:
-            if exc.partial.strip():
-                raise _HTTPError(400, "incomplete request head") from None
+            request = await self._read(reader)
+        except _HTTPError as exc:
+            return await self._send(writer, exc.status, _error(str(exc), "invalid_request_error"))
+        if request is None:
             return False  # the client closed an idle connection
-        except asyncio.LimitOverrunError:
-            raise _HTTPError(431, "request head too large") from None
-        lines = head.decode("latin-1").strip().split("\r\n")
-        try:
-            method, target, version = lines[0].split(" ")
-            pairs = [line.split(":", 1) for line in lines[1:]]
-            headers = {name.strip().lower(): value.strip() for name, value in pairs}
-            length = int(headers.get("content-length", "0"))
-        except ValueError:
-            raise _HTTPError(400, "malformed request head") from None
-        if "transfer-encoding" in headers:
-            raise _HTTPError(501, "chunked request bodies are not supported")
-        raw = await reader.readexactly(length)
-        keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+        method, target, headers, raw = request
+        keep = headers.get("connection", "").lower() != "close"
         path = target.split("?", 1)[0]
         azure = _AZURE_PATH.fullmatch(path)
         if path == "/v1/models" and method == "GET":
@@ -325,12 +326,37 @@ class FakeModelServer:
             return await self._send(writer, 405, _error(message, "invalid_request_error"), keep)
         return await self._chat(writer, target, headers, raw, azure and azure.group(1), keep)
 
+    @staticmethod
+    async def _read(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes] | None:
+        """One request: method, target, headers (lower-case names) and body; None at EOF."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial.strip():
+                raise _HTTPError(400, "incomplete request head") from None
+            return None
+        except asyncio.LimitOverrunError:
+            raise _HTTPError(431, "request head too large") from None
+        lines = head.decode("latin-1").strip().split("\r\n")
+        try:
+            method, target, version = lines[0].split(" ")
+            pairs = [line.split(":", 1) for line in lines[1:]]
+            headers = {name.strip().lower(): value.strip() for name, value in pairs}
+            length = int(headers.get("content-length", "0"))
+            if length < 0 or version != "HTTP/1.1":
+                raise ValueError(version)
+        except ValueError:
+            raise _HTTPError(400, "malformed request head, or not HTTP/1.1") from None
+        if "transfer-encoding" in headers:
+            raise _HTTPError(501, "chunked request bodies are not supported")
+        return method, target, headers, await reader.readexactly(length)
+
     async def _send(
         self,
         writer: asyncio.StreamWriter,
         status: int,
         body: Any,
-        keep: bool,
+        keep: bool = False,
         extra: dict[str, str] | None = None,
     ) -> bool:
         """Send a whole (non-streamed) response; returns ``keep``."""
@@ -410,7 +436,7 @@ class FakeModelServer:
     ) -> bool:
         """Answer a chat request, streamed or whole, with the faults that strike mid-answer."""
         reply, tokens, chunk = (
-            d.get("reply", self.reply),
+            d.get("reply", None if "tokens" in d else self.reply),
             d.get("tokens", self.tokens),
             d.get("chunk", 0),
         )
@@ -462,17 +488,18 @@ class FakeModelServer:
         writer.write(head.encode() + _event({**base, "choices": [role]}))
         await writer.drain()
         await asyncio.sleep(ttft)
-        batch: list[bytes] = []
+        batch: list[bytes] = []  # without a gap, everything goes out in one write below
         for i in range(count):
-            if i and gap > 0:
-                await asyncio.sleep(gap)
+            frame = _frame(pre + encoded[i] + post)
             if i == after and fault == "malformed":
-                batch.append(_frame(_MALFORMED))
-            batch.append(_frame(pre + encoded[i] + post))
-            if gap > 0:  # without a gap, everything goes out in one write below
-                writer.write(b"".join(batch))
-                batch.clear()
+                frame = _frame(_MALFORMED) + frame
+            if gap > 0:
+                if i:
+                    await asyncio.sleep(gap)
+                writer.write(frame)
                 await writer.drain()
+            else:
+                batch.append(frame)
         if fault == "drop":
             writer.write(b"".join(batch))
             await writer.drain()
@@ -492,9 +519,8 @@ class FakeModelServer:
 
 def main(argv: list[str] | None = None) -> None:
     """Serve in the foreground until Ctrl-C."""
-    parser = argparse.ArgumentParser(
-        prog="python -m brook.fakemodel", description=__doc__.split("\n")[0]
-    )
+    description = "Serve fake OpenAI chat completions (see the brook.fakemodel docstring)."
+    parser = argparse.ArgumentParser(prog="python -m brook.fakemodel", description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--ttft", type=float, default=0.0, help="seconds before the first token")

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import httpx2
 import openai
 
 from ..chat.tokens import ChatMessage
@@ -156,8 +157,7 @@ def translate(exc: BaseException) -> ProviderError:
     if isinstance(exc, ValueError):  # json.JSONDecodeError and friends
         return ProviderError("upstream_bad_response",
                              "The model service sent a reply Brook could not read.")
-    name = type(exc).__name__
-    if "Timeout" in name:
+    if isinstance(exc, httpx2.TimeoutException):
         return ProviderError("upstream_timeout",
                              "The model service stopped sending the answer. Please try again.")
     return ProviderError(

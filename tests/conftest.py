@@ -1,0 +1,201 @@
+"""Fixtures: a real SQLite file or PostgreSQL, the fake model server over real HTTP, and a
+live Brook server on 127.0.0.1 that tests talk to with httpx."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from flask import Flask
+from sqlalchemy import create_engine, text
+from werkzeug.serving import make_server
+
+from brook import create_app, db, sse
+from brook.fakemodel import FakeModelServer
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def fake_server() -> Iterator[FakeModelServer]:
+    with FakeModelServer(reply="Hello from the fake model.") as server:
+        yield server
+
+
+@pytest.fixture
+def fake(fake_server: FakeModelServer) -> FakeModelServer:
+    """The shared fake model server, reset to quick defaults for each test."""
+    fake_server.ttft, fake_server.gap, fake_server.tokens = 0.0, 0.0, 32
+    fake_server.reply, fake_server.api_key = "Hello from the fake model.", None
+    fake_server.requests.clear()
+    return fake_server
+
+
+@pytest.fixture(scope="session")
+def postgres_schema() -> str:
+    """A freshly migrated PostgreSQL database (the real server on 127.0.0.1:5432)."""
+    engine = create_engine(POSTGRES_URL)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS messages, conversations, alembic_version"))
+    engine.dispose()
+    db.upgrade(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'brook.db'}"
+    url: str = request.getfixturevalue("postgres_schema")
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE messages, conversations"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'brook.db'}"
+
+
+AppFactory = Callable[..., Flask]
+
+
+@pytest.fixture
+def make_app(fake: FakeModelServer, tmp_path: Path,
+             request: pytest.FixtureRequest) -> Iterator[AppFactory]:
+    apps: list[Flask] = []
+
+    def factory(database_url: str | None = None, **overrides: str) -> Flask:
+        env = {
+            "DATABASE_URL": database_url or f"sqlite:///{tmp_path / 'brook.db'}",
+            "BROOK_INSTANCE_PATH": str(tmp_path / "instance"),
+            "SECRET_KEY": "test-secret",
+            "OPENAI_BASE_URL": fake.url + "/v1",
+            "OPENAI_API_KEY": "test-key",
+            "OPENAI_MODEL": "fake-gpt",
+            "MODEL_MAX_RETRIES": "0",
+            "MODEL_TIMEOUT": "5",
+            "FLUSH_INTERVAL_MS": "50",
+        }
+        env.update(overrides)
+        env = {k: v for k, v in env.items() if v != ""}
+        app = create_app(env)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        app.extensions["brook.chat"].close()
+        app.extensions["brook.engine"].dispose()
+
+
+class LiveServer:
+    """A Flask app served by werkzeug's threaded server on a free port of 127.0.0.1."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def client(self) -> httpx.Client:
+        """A new browser-like client: its own cookie jar, so its own anonymous owner."""
+        return httpx.Client(base_url=self.url, timeout=20)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Flask], LiveServer]]:
+    servers: list[LiveServer] = []
+
+    def start(app: Flask) -> LiveServer:
+        servers.append(LiveServer(app))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def live(make_app: AppFactory, serve: Callable[[Flask], LiveServer],
+         database_url: str) -> LiveServer:
+    return serve(make_app(database_url))
+
+
+@pytest.fixture
+def client(live: LiveServer) -> Iterator[httpx.Client]:
+    with live.client() as c:
+        yield c
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+def new_conversation(client: httpx.Client) -> str:
+    response = client.post("/api/conversations", json={})
+    assert response.status_code == 201, response.text
+    conversation_id: str = response.json()["id"]
+    return conversation_id
+
+
+def send(client: httpx.Client, conversation_id: str, content: str) -> dict[str, Any]:
+    response = client.post(f"/api/conversations/{conversation_id}/messages",
+                           json={"content": content})
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def read_events(client: httpx.Client, url: str, headers: dict[str, str] | None = None,
+                limit: int | None = None) -> list[dict[str, Any]]:
+    """Read SSE events until `end` (or `limit` events, then hang up)."""
+    events: list[dict[str, Any]] = []
+    buffer = ""
+    with client.stream("GET", url, headers=headers or {}) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for chunk in response.iter_text():
+            buffer += chunk
+            while "\n\n" in buffer:
+                block, buffer = buffer.split("\n\n", 1)
+                parsed = sse.parse(block + "\n\n")
+                events.extend(parsed)
+                if (limit is not None and len(events) >= limit) or any(
+                        e["event"] == "end" for e in parsed):
+                    return events
+    return events
+
+
+def text_of(events: list[dict[str, Any]]) -> str:
+    return "".join(e["data"]["text"] for e in events if e["event"] == "message")
+
+
+def wait_for_answer(client: httpx.Client, conversation_id: str, message_id: str,
+                    timeout: float = 15) -> dict[str, Any]:
+    """Poll the conversation until the answer is no longer streaming."""
+    deadline = time.monotonic() + timeout
+    while True:
+        messages = client.get(f"/api/conversations/{conversation_id}").json()["messages"]
+        message: dict[str, Any] = next(m for m in messages if m["id"] == message_id)
+        if message["status"] != "streaming":
+            return message
+        assert time.monotonic() < deadline, f"answer still streaming: {message}"
+        time.sleep(0.05)
+
+
+def directive(**options: Any) -> str:
+    """A per-request instruction for the fake model server, embedded in the user's message."""
+    import json
+
+    return "@@fake" + json.dumps(options)

@@ -1,0 +1,133 @@
+"""Settings: defaults, every variable, and start-up stopping with a message saying what to set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from brook import create_app
+from brook.cli import main
+from brook.config import DEFAULT_SYSTEM_PROMPT, ConfigError, load_settings
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = load_settings({}, tmp_path)
+    assert settings.database_url == f"sqlite:///{tmp_path / 'brook.db'}"
+    assert settings.provider == "none"
+    assert settings.model_name is None
+    assert settings.system_prompt == DEFAULT_SYSTEM_PROMPT
+    assert settings.max_message_chars == 32_000
+    assert settings.flush_interval == 0.25
+    assert settings.auth_appservice is False
+
+
+def test_every_variable(tmp_path: Path) -> None:
+    settings = load_settings({
+        "DATABASE_URL": "postgresql://brook@db.example:5432/brook",
+        "SECRET_KEY": "s", "OPENAI_API_KEY": "sk-1", "OPENAI_MODEL": "gpt-x",
+        "MODEL_TIMEOUT": "12.5", "MODEL_CONNECT_TIMEOUT": "3", "MODEL_MAX_RETRIES": "0",
+        "SYSTEM_PROMPT": "Be brief.", "PROMPT_TOKEN_BUDGET": "900", "MAX_MESSAGE_CHARS": "10",
+        "FLUSH_INTERVAL_MS": "100", "FLUSH_CHARS": "50", "WEBSITE_AUTH_ENABLED": "True",
+        "TRUSTED_PROXIES": "1", "LOG_LEVEL": "debug",
+    }, tmp_path)
+    assert settings.database_url == "postgresql+psycopg://brook@db.example:5432/brook"
+    assert settings.provider == "openai"
+    assert settings.model_name == "gpt-x"
+    assert (settings.model_timeout, settings.model_connect_timeout) == (12.5, 3.0)
+    assert settings.model_max_retries == 0
+    assert settings.system_prompt == "Be brief."
+    assert (settings.prompt_token_budget, settings.max_message_chars) == (900, 10)
+    assert (settings.flush_interval, settings.flush_chars) == (0.1, 50)
+    assert settings.auth_appservice is True
+    assert settings.trusted_proxies == 1
+    assert settings.log_level == "DEBUG"
+    assert "sk-1" not in repr(settings)
+
+
+def test_providers_chosen_from_variables(tmp_path: Path) -> None:
+    base = {"OPENAI_BASE_URL": "http://localhost:11434/v1"}
+    assert load_settings(base, tmp_path).provider == "openai"
+    azure = {"AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com",
+             "AZURE_OPENAI_DEPLOYMENT": "chat"}
+    settings = load_settings(azure, tmp_path)
+    assert settings.provider == "azure"
+    assert settings.model_name == "chat"
+    both = {**azure, "OPENAI_API_KEY": "k"}
+    assert load_settings({**both, "MODEL_PROVIDER": "azure"}, tmp_path).provider == "azure"
+    assert load_settings({**both, "MODEL_PROVIDER": "openai"}, tmp_path).provider == "openai"
+    assert load_settings({**both, "MODEL_PROVIDER": "none"}, tmp_path).provider == "none"
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"AZURE_OPENAI_ENDPOINT": "https://x", "OPENAI_API_KEY": "k"}, ["MODEL_PROVIDER"]),
+        ({"AZURE_OPENAI_ENDPOINT": "https://x"}, ["AZURE_OPENAI_DEPLOYMENT"]),
+        ({"MODEL_PROVIDER": "azure"}, ["AZURE_OPENAI_ENDPOINT"]),
+        ({"MODEL_PROVIDER": "openai"}, ["OPENAI_API_KEY", "OPENAI_BASE_URL"]),
+        ({"MODEL_PROVIDER": "gemini"}, ["MODEL_PROVIDER"]),
+        ({"MODEL_TIMEOUT": "soon"}, ["MODEL_TIMEOUT"]),
+        ({"MODEL_TIMEOUT": "0"}, ["MODEL_TIMEOUT"]),
+        ({"MODEL_MAX_RETRIES": "-1"}, ["MODEL_MAX_RETRIES"]),
+        ({"PROMPT_TOKEN_BUDGET": "lots"}, ["PROMPT_TOKEN_BUDGET"]),
+        ({"MAX_MESSAGE_CHARS": "0"}, ["MAX_MESSAGE_CHARS"]),
+        ({"FLUSH_INTERVAL_MS": "0.5"}, ["FLUSH_INTERVAL_MS"]),
+        ({"WEBSITE_AUTH_ENABLED": "maybe"}, ["WEBSITE_AUTH_ENABLED"]),
+        ({"TRUSTED_PROXIES": "x"}, ["TRUSTED_PROXIES"]),
+        ({"LOG_LEVEL": "LOUD"}, ["LOG_LEVEL"]),
+        ({"DATABASE_URL": "mysql://root@localhost/brook"}, ["DATABASE_URL"]),
+    ],
+)
+def test_bad_settings_name_the_variable(tmp_path: Path, env: dict[str, str],
+                                        names: list[str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env, tmp_path)
+    message = str(caught.value)
+    for name in names:
+        assert name in message
+    assert "set" in message.lower()
+
+
+def test_app_factory_stops_on_bad_settings(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="AZURE_OPENAI_DEPLOYMENT"):
+        create_app({"AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com",
+                    "BROOK_INSTANCE_PATH": str(tmp_path)})
+
+
+def test_cli_reports_bad_settings_plainly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MODEL_TIMEOUT", "soon")
+    result = CliRunner().invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 1
+    assert "MODEL_TIMEOUT='soon' is not valid" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_dotenv_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    (tmp_path / ".env").write_text(f"DATABASE_URL=sqlite:///{tmp_path / 'from-dotenv.db'}\n")
+    result = CliRunner().invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "from-dotenv.db").exists()
+    monkeypatch.delenv("DATABASE_URL", raising=False)  # load_dotenv set it in os.environ
+
+
+def test_postgres_not_migrated_stops_start_up(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+                           isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text("DROP DATABASE IF EXISTS brook_unmigrated"))
+        connection.execute(text("CREATE DATABASE brook_unmigrated"))
+    engine.dispose()
+    url = "postgresql://postgres@127.0.0.1:5432/brook_unmigrated"
+    with pytest.raises(ConfigError, match="brook db upgrade"):
+        create_app({"DATABASE_URL": url, "BROOK_INSTANCE_PATH": str(tmp_path)})
+    result = CliRunner().invoke(main, ["db", "upgrade"], env={"DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    app = create_app({"DATABASE_URL": url, "BROOK_INSTANCE_PATH": str(tmp_path)})
+    app.extensions["brook.engine"].dispose()
