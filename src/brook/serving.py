@@ -39,4 +39,5 @@ def run_gunicorn(host: str, port: int, workers: int) -> None:
         "keepalive": 75,
         "accesslog": "-",
         "errorlog": "-",
+        "control_socket_disable": True,
     }).run()

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx2
 import openai
+from azure.core.credentials import TokenCredential
 
 from ..chat.tokens import ChatMessage
 from ..config import Settings
@@ -33,7 +34,13 @@ class OpenAICompatible:
         self._on_close = on_close
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> OpenAICompatible:
+    def from_settings(cls, settings: Settings,
+                      credential: TokenCredential | None = None) -> OpenAICompatible:
+        """Build the client once, at start-up.
+
+        Keyless Azure uses `credential`, by default a `DefaultAzureCredential` (managed
+        identity in Azure, developer sign-in locally).
+        """
         timeout = openai.Timeout(settings.model_timeout, connect=settings.model_connect_timeout)
         if settings.provider == "azure":
             assert settings.azure_openai_endpoint
@@ -47,10 +54,11 @@ class OpenAICompatible:
                 # caches it and refreshes it before it expires.
                 from azure.identity import DefaultAzureCredential, get_bearer_token_provider
 
-                credential = DefaultAzureCredential()
+                if credential is None:
+                    default = DefaultAzureCredential()
+                    credential, on_close = default, default.close
                 auth = {"azure_ad_token_provider": get_bearer_token_provider(credential,
                                                                              AZURE_SCOPE)}
-                on_close = credential.close
             client: openai.OpenAI = openai.AzureOpenAI(
                 azure_endpoint=settings.azure_openai_endpoint,
                 api_version=settings.azure_openai_api_version,

@@ -31,7 +31,11 @@ const state = {
 
 // ---- Markdown rendering (model output is untrusted) ----------------------
 
-marked.use({ gfm: true });
+// Raw HTML in an answer is shown as the text it is, never parsed as markup (as the big chat
+// apps do); DOMPurify below still cleans whatever Markdown itself produces.
+const HTML_ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+const escapeHtml = (text) => text.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]);
+marked.use({ gfm: true, renderer: { html: ({ text }) => escapeHtml(text) } });
 
 const PURIFY_CONFIG = {
   USE_PROFILES: { html: true }, // no SVG or MathML

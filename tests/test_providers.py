@@ -1,0 +1,105 @@
+"""Providers against the fake model server: OpenAI-compatible and Azure OpenAI (key, keyless)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+from typing import Any
+
+from azure.core.credentials import AccessToken
+
+from brook.config import load_settings
+from brook.fakemodel import FakeModelServer
+from brook.providers import ProviderError, Usage, build_provider
+from brook.providers.openai_compat import AZURE_SCOPE, OpenAICompatible
+
+from .conftest import AppFactory, new_conversation, read_events, send, wait_for_answer
+
+PROMPT = [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}]
+
+
+def collect(provider: Any) -> tuple[str, list[Usage]]:
+    items = list(provider.stream(PROMPT))
+    return ("".join(i for i in items if isinstance(i, str)),
+            [i for i in items if isinstance(i, Usage)])
+
+
+def test_openai_compatible_base_url(fake: FakeModelServer, tmp_path: Path) -> None:
+    settings = load_settings({"OPENAI_BASE_URL": fake.url + "/v1", "OPENAI_MODEL": "llama3"},
+                             tmp_path)
+    provider = build_provider(settings)
+    try:
+        text, usage = collect(provider)
+    finally:
+        provider.close()
+    assert text == "Hello from the fake model."
+    assert usage[0].completion_tokens
+    request = fake.requests[-1]
+    assert request["path"] == "/v1/chat/completions"
+    assert request["body"]["model"] == "llama3"
+    assert request["body"]["stream_options"] == {"include_usage": True}
+
+
+def test_azure_with_api_key(fake: FakeModelServer, make_app: AppFactory, serve: Any,
+                            sqlite_url: str) -> None:
+    live = serve(make_app(sqlite_url, OPENAI_BASE_URL="", OPENAI_API_KEY="",
+                          AZURE_OPENAI_ENDPOINT=fake.url, AZURE_OPENAI_DEPLOYMENT="chat-dep",
+                          AZURE_OPENAI_API_KEY="azure-key"))
+    with live.client() as client:
+        conversation_id = new_conversation(client)
+        sent = send(client, conversation_id, "hello")
+        assert sent["assistant_message"]["model"] == "chat-dep"
+        events = read_events(client, sent["stream_url"])
+        answer = wait_for_answer(client, conversation_id, sent["assistant_message"]["id"])
+    assert answer["content"] == "Hello from the fake model."
+    assert events[-1]["data"]["status"] == "complete"
+    request = fake.requests[-1]
+    assert request["path"].startswith("/openai/deployments/chat-dep/chat/completions?")
+    assert "api-version=2024-10-21" in request["path"]
+    assert request["headers"]["api-key"] == "azure-key"
+
+
+class ShortLivedCredential:
+    """A TokenCredential whose tokens expire at once, so every request needs a fresh one."""
+
+    def __init__(self) -> None:
+        self.counter = itertools.count(1)
+        self.scopes: list[tuple[str, ...]] = []
+
+    def get_token(self, *scopes: str, **_kwargs: Any) -> AccessToken:
+        self.scopes.append(scopes)
+        return AccessToken(f"entra-token-{next(self.counter)}", int(time.time()) + 1)
+
+
+def test_azure_keyless_refreshes_tokens(fake: FakeModelServer, tmp_path: Path) -> None:
+    settings = load_settings({"AZURE_OPENAI_ENDPOINT": fake.url,
+                              "AZURE_OPENAI_DEPLOYMENT": "chat-dep"}, tmp_path)
+    credential = ShortLivedCredential()
+    provider = OpenAICompatible.from_settings(settings, credential)
+    try:
+        collect(provider)
+        collect(provider)
+    finally:
+        provider.close()
+    tokens = [r["headers"]["authorization"] for r in fake.requests[-2:]]
+    assert tokens == ["Bearer entra-token-1", "Bearer entra-token-2"]
+    assert credential.scopes[0] == (AZURE_SCOPE,)
+
+
+def test_provider_errors_carry_no_upstream_text(fake: FakeModelServer, tmp_path: Path) -> None:
+    fake.api_key = "right"
+    settings = load_settings({"OPENAI_BASE_URL": fake.url + "/v1", "OPENAI_API_KEY": "wrong",
+                              "MODEL_MAX_RETRIES": "0"}, tmp_path)
+    provider = build_provider(settings)
+    try:
+        collect(provider)
+    except ProviderError as exc:
+        assert exc.code == "upstream_auth"
+        assert "right" not in exc.message
+        assert "wrong" not in exc.message
+        assert exc.__cause__ is not None  # the upstream's details, for the log
+    else:
+        raise AssertionError("expected a ProviderError")
+    finally:
+        provider.close()

@@ -1,0 +1,103 @@
+"""`brook serve` for real: gunicorn with a gevent worker in its own process, killed and restarted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from brook.fakemodel import FakeModelServer
+
+from .conftest import directive, new_conversation, read_events, send, text_of, wait_for_answer
+
+BROOK = str(Path(sys.executable).with_name("brook"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Server:
+    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
+        self.cwd, self.env = cwd, env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = cwd / "server.log"
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [BROOK, "serve", "--port", str(self.port)], cwd=self.cwd, env=self.env,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise AssertionError("brook serve did not start:\n" + self.log.read_text())
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def server(tmp_path: Path, fake: FakeModelServer, database_url: str) -> Iterator[Server]:
+    env = {
+        "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
+        "DATABASE_URL": database_url, "SECRET_KEY": "serve-test",
+        "OPENAI_BASE_URL": fake.url + "/v1", "OPENAI_MODEL": "fake-gpt",
+        "FLUSH_INTERVAL_MS": "100",
+    }
+    if database_url.startswith("postgresql"):
+        subprocess.run([BROOK, "db", "upgrade"], cwd=tmp_path, env=env, check=True,
+                       capture_output=True)
+    s = Server(tmp_path, env)
+    yield s
+    s.stop()
+
+
+def test_gunicorn_gevent_serves_and_a_restart_marks_interrupted(server: Server) -> None:
+    server.start()
+    with httpx.Client(base_url=server.url, timeout=20) as client:
+        assert "Brook" in client.get("/").text
+        conversation_id = new_conversation(client)
+        sent = send(client, conversation_id, "long " + directive(tokens=2000, gap=0.01))
+        first = text_of(read_events(client, sent["stream_url"], limit=30))
+        assert first
+        time.sleep(0.5)  # let a batch reach the database
+        server.kill()
+
+        server.start()
+        answer = wait_for_answer(client, conversation_id, sent["assistant_message"]["id"])
+        assert answer["status"] == "interrupted"
+        assert answer["content"].startswith(first)
+        assert len(answer["content"].split()) < 2000
+        events = read_events(client, sent["stream_url"])
+        assert text_of(events) == answer["content"]
+        assert events[-1]["data"]["status"] == "interrupted"
+        # The conversation goes on.
+        again = send(client, conversation_id, "again")
+        done = wait_for_answer(client, conversation_id, again["assistant_message"]["id"])
+        assert done["status"] == "complete"
+    assert "Marked 1 unfinished answer(s)" in server.log.read_text()
