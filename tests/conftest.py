@@ -3,6 +3,7 @@ live Brook server on 127.0.0.1 that tests talk to with httpx."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,8 @@ from werkzeug.serving import make_server
 from brook import create_app, db, sse
 from brook.fakemodel import FakeModelServer
 
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+POSTGRES_URL = os.environ.get("BROOK_TEST_POSTGRES_URL",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from azure.core.credentials import AccessToken
 
 from brook.config import load_settings
@@ -93,13 +94,11 @@ def test_provider_errors_carry_no_upstream_text(fake: FakeModelServer, tmp_path:
                               "MODEL_MAX_RETRIES": "0"}, tmp_path)
     provider = build_provider(settings)
     try:
-        collect(provider)
-    except ProviderError as exc:
-        assert exc.code == "upstream_auth"
-        assert "right" not in exc.message
-        assert "wrong" not in exc.message
-        assert exc.__cause__ is not None  # the upstream's details, for the log
-    else:
-        raise AssertionError("expected a ProviderError")
+        with pytest.raises(ProviderError) as caught:
+            collect(provider)
     finally:
         provider.close()
+    assert caught.value.code == "upstream_auth"
+    assert "right" not in caught.value.message
+    assert "wrong" not in caught.value.message
+    assert caught.value.__cause__ is not None  # the upstream's details, for the log

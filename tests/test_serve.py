@@ -1,4 +1,4 @@
-"""`brook serve` for real: gunicorn with a gevent worker in its own process, killed and restarted."""
+"""`brook serve` for real: gunicorn with a gevent worker in its own process, killed, restarted."""
 
 from __future__ import annotations
 

@@ -1,0 +1,40 @@
+# The two commands: `make run` installs and runs Brook; `make test` runs every check.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run demo test lint vendor screenshot clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+run: $(VENV)/.installed  ## install and serve on http://127.0.0.1:8000
+	$(BIN)/brook serve
+
+demo: $(VENV)/.installed  ## Brook against the fake model server: no account needed
+	$(BIN)/python -m brook.fakemodel --port 8001 --ttft 0.3 --gap 0.03 --tokens 120 & \
+	trap 'kill $$!' EXIT; \
+	OPENAI_BASE_URL=http://127.0.0.1:8001/v1 OPENAI_MODEL=fake $(BIN)/brook serve
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/mypy
+
+test: lint  ## ruff, mypy, then every test (PostgreSQL on 127.0.0.1:5432, /usr/bin/chromium)
+	$(BIN)/pytest
+
+vendor:  ## refresh the vendored front-end libraries from npm
+	scripts/vendor.sh
+
+screenshot: $(VENV)/.installed-dev
+	$(BIN)/python scripts/screenshot.py
+
+clean:
+	rm -rf $(VENV) instance
