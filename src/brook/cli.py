@@ -62,7 +62,9 @@ def serve(dev: bool, host: str, port: int, workers: int) -> None:
     if settings.database_url.startswith("sqlite:"):
         db.upgrade(settings.database_url)
     # Answers left `streaming` by the previous run of this server cannot continue.
-    count = db.mark_interrupted(sessionmaker(db.make_engine(settings.database_url)))
+    engine = db.make_engine(settings.database_url)
+    count = db.mark_interrupted(sessionmaker(engine))
+    engine.dispose()  # before gunicorn forks: workers open their own connections
     if count:
         click.echo(f"Marked {count} unfinished answer(s) from the last run as interrupted.")
     if dev:

@@ -9,7 +9,8 @@ Routes: ``POST /v1/chat/completions``, ``POST /openai/deployments/<name>/chat/co
 (Azure; the deployment is the model name) and ``GET /v1/models``.
 
 A request overrides the server's settings with ``@@fake{...}`` (a JSON object) in the
-last user message. Keys: ``reply``, ``tokens``, ``ttft``, ``gap``; ``chunk`` (split the
+last user message. Keys: ``reply``, ``tokens`` (a generated answer of that many tokens,
+even when the server has a ``reply``), ``ttft``, ``gap``; ``chunk`` (split the
 answer into pieces of that many characters, not words); ``fault``, one of
 
 - ``status``: fail with HTTP ``status`` (default 500), optional ``code``, ``retry_after``

@@ -7,7 +7,7 @@ import uuid
 from flask import Response, current_app, request
 from sqlalchemy import select
 
-from ..chat.service import BadOffset, ChatService
+from ..chat.service import BadOffset, ChatService, Gone
 from ..db import get_session
 from ..errors import APIError
 from ..identity import current_owner
@@ -52,6 +52,8 @@ def stream(message_id: uuid.UUID) -> Response:
     except BadOffset:
         raise APIError(400, "invalid_after",
                        "Last-Event-ID or after is past the end of the answer.") from None
+    except Gone:
+        raise APIError(404, "not_found", "There is no such answer.") from None
     return Response(events, mimetype="text/event-stream", headers={
         "Cache-Control": "no-cache, no-transform",
         "X-Accel-Buffering": "no",

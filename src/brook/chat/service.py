@@ -41,6 +41,10 @@ class BadOffset(ValueError):
     """A resume offset beyond the answer."""
 
 
+class Gone(LookupError):
+    """The message was deleted (with its conversation) while being asked for."""
+
+
 def default_title(content: str) -> str:
     words = " ".join(content.split())
     return words if len(words) <= TITLE_CHARS else words[: TITLE_CHARS - 1].rstrip() + "…"
@@ -194,7 +198,8 @@ class ChatService:
     def events(self, message_id: uuid.UUID, after: int | None) -> Iterator[str]:
         """The answer's SSE events from `after` (None: from the start, with `start`).
 
-        Raises `BadOffset` before yielding anything if `after` is past the answer.
+        Raises `BadOffset` if `after` is past the answer and `Gone` if the message is gone,
+        before anything is sent.
         """
         live = self.live.get(message_id)
         if live is not None:
@@ -203,7 +208,8 @@ class ChatService:
             return self._live_events(live, after)
         with self.sessions() as session:
             message = session.get(Message, message_id)
-        assert message is not None
+        if message is None:
+            raise Gone(message_id)
         if after is not None and after > len(message.content):
             raise BadOffset(after)
         return self._stored_events(message, after)
