@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from flask import Flask
+from playwright.sync_api import Browser, Page, sync_playwright
 from sqlalchemy import create_engine, text
 from werkzeug.serving import make_server
 
@@ -140,6 +141,49 @@ def live(make_app: AppFactory, serve: Callable[[Flask], LiveServer],
 def client(live: LiveServer) -> Iterator[httpx.Client]:
     with live.client() as c:
         yield c
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
+
+
+# -- the browser ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # Module scope: Playwright's sync API keeps an event loop running in this thread, which
+    # must be gone before other modules' tests call asyncio.run().
+    assert Path("/usr/bin/chromium").exists(), (
+        "The browser tests drive Debian's chromium: apt-get install chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                             args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def site(make_app: AppFactory, serve: Any, sqlite_url: str) -> LiveServer:
+    live: LiveServer = serve(make_app(sqlite_url))
+    return live
+
+
+@pytest.fixture
+def chat(page: Page, site: LiveServer) -> Iterator[Page]:
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(site.url + "/")
+    yield page
+    assert errors == []
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -3,55 +3,16 @@ and the fake model server."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from brook.fakemodel import FakeModelServer
 
-from .conftest import AppFactory, LiveServer
+from .conftest import AppFactory
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # Module scope: Playwright's sync API keeps an event loop running in this thread, which
-    # must be gone before other modules' tests call asyncio.run().
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                             args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    page = context.new_page()
-    yield page
-    context.close()
-
-
-@pytest.fixture
-def site(make_app: AppFactory, serve: Any, sqlite_url: str) -> LiveServer:
-    live: LiveServer = serve(make_app(sqlite_url))
-    return live
-
-
-@pytest.fixture
-def chat(page: Page, site: LiveServer) -> Iterator[Page]:
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(site.url + "/")
-    yield page
-    assert errors == []
 
 
 def ask(page: Page, text: str) -> None:

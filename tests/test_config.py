@@ -131,3 +131,56 @@ def test_postgres_not_migrated_stops_start_up(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     app = create_app({"DATABASE_URL": url, "BROOK_INSTANCE_PATH": str(tmp_path)})
     app.extensions["brook.engine"].dispose()
+
+
+def test_every_variable_is_documented() -> None:
+    """Each variable the code reads is in .env.sample and in the README's table."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    source = "".join(p.read_text() for p in (root / "src" / "brook").rglob("*.py"))
+    read = set(re.findall(r'(?:_get|_parse|env\.get|environ\.get)\(\s*(?:env,\s*)?"([A-Z_]{4,})"',
+                          source))
+    read |= set(re.findall(r'for n in \("([A-Z_]+)", "([A-Z_]+)"\)', source)[0])
+    assert {"DATABASE_URL", "OPENAI_API_KEY", "PORT", "BROOK_INSTANCE_PATH"} <= read
+    sample = (root / ".env.sample").read_text()
+    readme = (root / "README.md").read_text()
+    for name in sorted(read):
+        assert f"{name}=" in sample, f"{name} is missing from .env.sample"
+        assert f"`{name}`" in readme, f"{name} is missing from the README's table"
+
+
+def test_dev_server_starts(tmp_path: Path) -> None:
+    """`brook serve --dev`: Flask's reloading server answers."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    brook = str(Path(sys.executable).with_name("brook"))
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    process = subprocess.Popen([brook, "serve", "--dev", "--port", str(port)], cwd=tmp_path,
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the dev server did not start"
+                time.sleep(0.2)
+        assert page.status_code == 200
+        assert "OPENAI_API_KEY" in page.text  # no model configured: the page says what to set
+        assert (tmp_path / "instance" / "brook.db").exists()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)

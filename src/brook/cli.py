@@ -68,7 +68,11 @@ def serve(dev: bool, host: str, port: int, workers: int) -> None:
     if count:
         click.echo(f"Marked {count} unfinished answer(s) from the last run as interrupted.")
     if dev:
-        _cli_app().run(host=host, port=port, debug=True, threaded=True)
+        from werkzeug.serving import run_simple
+
+        # Flask's app.run() refuses to run under the flask CLI; werkzeug's is what it calls.
+        run_simple(host, port, _cli_app(), use_reloader=True, use_debugger=True,
+                   threaded=True)
         return
     from .serving import run_gunicorn
 
