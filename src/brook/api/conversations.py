@@ -14,8 +14,14 @@ from ..errors import APIError
 from ..identity import current_owner
 from ..models import Conversation, utcnow
 from . import bp
-from .requests import json_body, title_from
+from .requests import json_body, message_content, title_from
 from .serialize import conversation_json, message_json
+
+
+def busy() -> APIError:
+    return APIError(409, "answer_in_progress",
+                    "An answer is still being written in this conversation: wait for it or "
+                    "stop it first.")
 
 
 def owned_conversation(conversation_id: uuid.UUID, *, with_messages: bool = False
@@ -90,24 +96,13 @@ def delete_conversation(conversation_id: uuid.UUID) -> Response:
 @bp.post("/conversations/<uuid:conversation_id>/messages")
 def send_message(conversation_id: uuid.UUID) -> tuple[dict[str, object], int]:
     body = json_body({"content": str})
-    content = body.get("content")
-    if content is None:
-        raise APIError(422, "missing_field", "Send the message text in the field content.")
-    if not content.strip():
-        raise APIError(422, "empty_message", "The message is empty.")
-    limit = current_app.config["BROOK_SETTINGS"].max_message_chars
-    if len(content) > limit:
-        raise APIError(422, "message_too_long",
-                       f"The message is {len(content):,} characters long; the limit is "
-                       f"{limit:,}.")
+    content = message_content(body, current_app.config["BROOK_SETTINGS"].max_message_chars)
     conversation = owned_conversation(conversation_id)
     chat: ChatService = current_app.extensions["brook.chat"]
     try:
         user, answer = chat.send(get_session(), conversation, content)
     except Busy:
-        raise APIError(409, "answer_in_progress",
-                       "An answer is still being written in this conversation: wait for it "
-                       "or stop it first.") from None
+        raise busy() from None
     assistant = message_json(answer)
     return {"user_message": message_json(user), "assistant_message": assistant,
             "stream_url": assistant["stream_url"]}, 202

@@ -7,26 +7,33 @@ import uuid
 from flask import Response, current_app, request
 from sqlalchemy import select
 
-from ..chat.service import BadOffset, ChatService, Gone
+from ..chat.service import BadOffset, Busy, ChatService, Gone, NotLast
 from ..db import get_session
 from ..errors import APIError
 from ..identity import current_owner
 from ..models import Conversation, Message
 from . import bp
-from .requests import json_body
+from .conversations import busy
+from .requests import json_body, message_content
 from .serialize import message_json
 
 
-def owned_answer(message_id: uuid.UUID) -> Message:
+def owned_message(message_id: uuid.UUID, role: str) -> Message:
+    """The current owner's message with this id and role, or a 404."""
     message = get_session().scalar(
         select(Message)
         .join(Conversation)
-        .where(Message.id == message_id, Message.role == "assistant",
+        .where(Message.id == message_id, Message.role == role,
                Conversation.owner == current_owner())
     )
     if message is None:
-        raise APIError(404, "not_found", "There is no such answer.")
+        noun = "answer" if role == "assistant" else "message of yours"
+        raise APIError(404, "not_found", f"There is no such {noun}.")
     return message
+
+
+def owned_answer(message_id: uuid.UUID) -> Message:
+    return owned_message(message_id, "assistant")
 
 
 def _resume_offset() -> int | None:
@@ -69,3 +76,36 @@ def stop(message_id: uuid.UUID) -> dict[str, object]:
     session = get_session()
     session.refresh(message)
     return message_json(message)
+
+
+@bp.post("/messages/<uuid:message_id>/regenerate")
+def regenerate(message_id: uuid.UUID) -> tuple[dict[str, object], int]:
+    """Answer the last question again, replacing the conversation's last answer."""
+    json_body({})
+    answer = owned_answer(message_id)
+    chat: ChatService = current_app.extensions["brook.chat"]
+    try:
+        fresh = chat.regenerate(get_session(), answer.conversation, answer)
+    except Busy:
+        raise busy() from None
+    except NotLast:
+        raise APIError(409, "not_last_answer",
+                       "Only the last answer of a conversation can be regenerated.") from None
+    body = message_json(fresh)
+    return {"assistant_message": body, "stream_url": body["stream_url"]}, 202
+
+
+@bp.patch("/messages/<uuid:message_id>")
+def edit(message_id: uuid.UUID) -> tuple[dict[str, object], int]:
+    """Change one of the user's messages; later turns are replaced by a new answer."""
+    body = json_body({"content": str})
+    content = message_content(body, current_app.config["BROOK_SETTINGS"].max_message_chars)
+    user = owned_message(message_id, "user")
+    chat: ChatService = current_app.extensions["brook.chat"]
+    try:
+        user, answer = chat.edit(get_session(), user.conversation, user, content)
+    except Busy:
+        raise busy() from None
+    assistant = message_json(answer)
+    return {"user_message": message_json(user), "assistant_message": assistant,
+            "stream_url": assistant["stream_url"]}, 202

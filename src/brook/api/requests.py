@@ -40,6 +40,20 @@ def _type_name(kind: type) -> str:
     return {str: "string", int: "number", bool: "boolean"}.get(kind, kind.__name__)
 
 
+def message_content(body: dict[str, Any], limit: int) -> str:
+    """The `content` of a message body: present, not blank, at most `limit` characters."""
+    content: str | None = body.get("content")
+    if content is None:
+        raise APIError(422, "missing_field", "Send the message text in the field content.")
+    if not content.strip():
+        raise APIError(422, "empty_message", "The message is empty.")
+    if len(content) > limit:
+        raise APIError(422, "message_too_long",
+                       f"The message is {len(content):,} characters long; the limit is "
+                       f"{limit:,}.")
+    return content
+
+
 def title_from(value: str) -> str:
     title = " ".join(value.split())
     if not title:

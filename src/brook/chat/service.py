@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,6 +35,10 @@ INTERNAL_ERROR = {"code": "internal_error",
 
 class Busy(Exception):
     """An answer is already streaming in this conversation."""
+
+
+class NotLast(Exception):
+    """Only the last answer of a conversation can be regenerated."""
 
 
 class BadOffset(ValueError):
@@ -70,20 +74,52 @@ class ChatService:
     def send(self, session: Session, conversation: Conversation, content: str
              ) -> tuple[Message, Message]:
         """Store the user's message and an empty streaming answer, then start generating."""
-        position: int = session.scalar(
+        last = session.scalar(
             select(func.coalesce(func.max(Message.position), -1))
             .where(Message.conversation_id == conversation.id)
-        ) or 0
+        )
+        assert last is not None  # coalesce
         now = utcnow()
-        user = Message(conversation_id=conversation.id, position=position + 1, role="user",
+        user = Message(conversation_id=conversation.id, position=last + 1, role="user",
                        content=content, status="complete", created_at=now, updated_at=now)
-        answer = Message(conversation_id=conversation.id, position=position + 2,
-                         role="assistant", content="", status="streaming",
-                         model=self.provider.model, created_at=now, updated_at=now)
         if not conversation.title:
             conversation.title = default_title(content)
+        session.add(user)
+        return user, self._answer(session, conversation, last + 2)
+
+    def regenerate(self, session: Session, conversation: Conversation, answer: Message
+                   ) -> Message:
+        """Replace the conversation's last answer with a new one."""
+        if answer.status == "streaming":
+            raise Busy
+        last = session.scalar(select(func.max(Message.position))
+                              .where(Message.conversation_id == conversation.id))
+        if answer.position != last:
+            raise NotLast
+        session.delete(answer)
+        session.flush()
+        return self._answer(session, conversation, answer.position)
+
+    def edit(self, session: Session, conversation: Conversation, user: Message, content: str
+             ) -> tuple[Message, Message]:
+        """Change one of the user's messages and answer it anew; every later turn goes."""
+        later = select(Message).where(Message.conversation_id == conversation.id,
+                                      Message.position > user.position)
+        if any(m.status == "streaming" for m in session.scalars(later)):
+            raise Busy
+        session.execute(delete(Message).where(Message.conversation_id == conversation.id,
+                                              Message.position > user.position))
+        user.content, user.updated_at = content, utcnow()
+        return user, self._answer(session, conversation, user.position + 1)
+
+    def _answer(self, session: Session, conversation: Conversation, position: int) -> Message:
+        """Add a streaming answer at `position`, commit the turn, start generating."""
+        now = utcnow()
+        answer = Message(conversation_id=conversation.id, position=position, role="assistant",
+                         content="", status="streaming", model=self.provider.model,
+                         created_at=now, updated_at=now)
         conversation.updated_at = now
-        session.add_all([user, answer])
+        session.add(answer)
         try:
             session.commit()
         except IntegrityError:
@@ -93,7 +129,7 @@ class ChatService:
         live = LiveAnswer(answer.id, answer.model)
         self.live.add(live)
         self.spawn(lambda: self.generate(live, prompt))
-        return user, answer
+        return answer
 
     def prompt_for(self, session: Session, conversation_id: uuid.UUID) -> list[ChatMessage]:
         rows = session.execute(
