@@ -15,6 +15,8 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import db, errors
+from .chat.bus import LocalBus
+from .chat.redis_bus import RedisBus
 from .chat.service import ChatService
 from .chat.tokens import TokenCounter, cached_encoding
 from .config import Settings, load_settings
@@ -60,7 +62,9 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     errors.init_app(app)
 
     chat = ChatService(sessions, build_provider(settings), settings,
-                       TokenCounter(cached_encoding()))
+                       TokenCounter(cached_encoding()), make_bus(settings))
+    if isinstance(chat.bus, RedisBus):
+        chat.bus.on_stop(chat.stop_local)
     app.extensions["brook.chat"] = chat
     atexit.register(chat.close)
 
@@ -69,6 +73,14 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
     return app
+
+
+def make_bus(settings: Settings) -> LocalBus:
+    """The stream bus: Redis Streams when REDIS_URL is set, else this process's memory."""
+    if settings.redis_url:
+        return RedisBus(settings.redis_url, settings.stream_coalesce,
+                        settings.stream_keepalive, settings.stream_expire)
+    return LocalBus(settings.stream_coalesce, settings.stream_keepalive)
 
 
 def _instance_secret(instance: Path) -> str:

@@ -47,6 +47,12 @@ class Settings:
     max_message_chars: int = 32_000
     flush_interval: float = 0.25
     flush_chars: int = 2_000
+    redis_url: str | None = field(default=None, repr=False)
+    stream_coalesce: float = 0.025
+    stream_keepalive: float = 15.0
+    stream_lease: float = 10.0
+    stream_expire: int = 600
+    shutdown_grace: float = 25.0
     auth_appservice: bool = False
     trusted_proxies: int = 0
     log_level: str = "INFO"
@@ -94,6 +100,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError(raw)
+    return value
+
+
 def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
@@ -131,6 +144,16 @@ def _database_url(env: Mapping[str, str], instance_path: Path) -> str:
         f"DATABASE_URL={url.split('://')[0]}://… is not supported: set it to "
         "postgresql://user@host:5432/dbname (PostgreSQL) or sqlite:///path/to/file.db."
     )
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    url = _get(env, "REDIS_URL")
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            "REDIS_URL is not a Redis URL: set it to redis://host:6379/0 (or rediss:// for "
+            "TLS, as Azure Cache for Redis needs), or leave it unset for one process."
+        )
+    return url
 
 
 def _provider(env: Mapping[str, str]) -> ProviderKind:
@@ -207,6 +230,17 @@ def load_settings(env: Mapping[str, str] | None = None,
                               "a whole number of milliseconds greater than 0") / 1000,
         flush_chars=_parse(env, "FLUSH_CHARS", 2_000, _positive_int,
                            "a whole number of characters greater than 0"),
+        redis_url=_redis_url(env),
+        stream_coalesce=_parse(env, "STREAM_COALESCE_MS", 25, _non_negative_int,
+                               "a whole number of milliseconds, 0 or more") / 1000,
+        stream_keepalive=_parse(env, "STREAM_KEEPALIVE_SECONDS", 15.0, _positive_float,
+                                "a number of seconds greater than 0"),
+        stream_lease=_parse(env, "STREAM_LEASE_SECONDS", 10.0, _positive_float,
+                            "a number of seconds greater than 0"),
+        stream_expire=_parse(env, "STREAM_EXPIRE_SECONDS", 600, _positive_int,
+                             "a whole number of seconds greater than 0"),
+        shutdown_grace=_parse(env, "SHUTDOWN_GRACE_SECONDS", 25.0, _non_negative_float,
+                              "a number of seconds, 0 or more"),
         auth_appservice=_parse(env, "WEBSITE_AUTH_ENABLED", False, _bool, "true or false"),
         trusted_proxies=_parse(env, "TRUSTED_PROXIES", 0, _non_negative_int,
                                "the number of reverse proxies in front of Brook (0 or more)"),

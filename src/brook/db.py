@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +13,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Flask, current_app, g
-from sqlalchemy import Engine, create_engine, event, update
+from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import ConfigError
@@ -67,14 +70,51 @@ def ensure_schema(engine: Engine) -> None:
 
 
 def mark_interrupted(sessions: sessionmaker[Session]) -> int:
-    """Mark answers left `streaming` by a process that died as `interrupted`, text kept."""
+    """At start-up: mark answers whose generating process is gone as `interrupted`, text kept.
+
+    Gone means its lease ran out, or it ran on this host under a pid that no longer exists
+    (a restart of this server). Answers that other live instances are writing are left alone.
+    """
+    host = socket.gethostname()
+    now = utcnow()
     with sessions.begin() as session:
-        result = session.execute(
-            update(Message)
+        rows = session.execute(
+            select(Message.id, Message.worker, Message.lease_until)
             .where(Message.status == "streaming")
-            .values(status="interrupted", updated_at=utcnow())
-        )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        ).all()
+        dead = [message_id for message_id, worker, lease_until in rows
+                if lease_until is None or _as_utc(lease_until) < now
+                or _dead_here(worker, host)]
+        if dead:
+            session.execute(
+                update(Message)
+                .where(Message.id.in_(dead), Message.status == "streaming")
+                .values(status="interrupted", updated_at=now, lease_until=None)
+            )
+        return len(dead)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; Brook stores UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _dead_here(worker: str | None, host: str) -> bool:
+    if not worker or worker.count(":") < 2:
+        return False
+    worker_host, pid, _nonce = worker.rsplit(":", 2)
+    if worker_host != host or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a killed process nobody has reaped yet is a zombie: dead all the same
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
 
 
 def get_session() -> Session:

@@ -6,7 +6,18 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, Uuid, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    Uuid,
+    false,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 Role = Literal["user", "assistant"]
@@ -68,6 +79,12 @@ class Message(Base):
     prompt_tokens: Mapped[int | None] = mapped_column(default=None)
     completion_tokens: Mapped[int | None] = mapped_column(default=None)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # While streaming: the process generating the answer ("host:pid:nonce"), how long its
+    # claim holds unless renewed, and whether a Stop from another instance is waiting for it.
+    worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                 server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

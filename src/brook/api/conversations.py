@@ -8,7 +8,7 @@ from flask import Response, current_app, request
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from ..chat.service import Busy, ChatService
+from ..chat.service import Busy, ChatService, Draining
 from ..db import get_session
 from ..errors import APIError
 from ..identity import current_owner
@@ -16,6 +16,11 @@ from ..models import Conversation, utcnow
 from . import bp
 from .requests import json_body, message_content, title_from
 from .serialize import conversation_json, message_json
+
+
+def draining() -> APIError:
+    return APIError(503, "shutting_down",
+                    "Brook is restarting. Please send your message again in a moment.")
 
 
 def busy() -> APIError:
@@ -103,6 +108,8 @@ def send_message(conversation_id: uuid.UUID) -> tuple[dict[str, object], int]:
         user, answer = chat.send(get_session(), conversation, content)
     except Busy:
         raise busy() from None
+    except Draining:
+        raise draining() from None
     assistant = message_json(answer)
     return {"user_message": message_json(user), "assistant_message": assistant,
             "stream_url": assistant["stream_url"]}, 202

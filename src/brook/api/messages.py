@@ -7,13 +7,13 @@ import uuid
 from flask import Response, current_app, request
 from sqlalchemy import select
 
-from ..chat.service import BadOffset, Busy, ChatService, Gone, NotLast
+from ..chat.service import BadOffset, Busy, ChatService, Draining, Gone, NotLast
 from ..db import get_session
 from ..errors import APIError
 from ..identity import current_owner
 from ..models import Conversation, Message
 from . import bp
-from .conversations import busy
+from .conversations import busy, draining
 from .requests import json_body, message_content
 from .serialize import message_json
 
@@ -88,6 +88,8 @@ def regenerate(message_id: uuid.UUID) -> tuple[dict[str, object], int]:
         fresh = chat.regenerate(get_session(), answer.conversation, answer)
     except Busy:
         raise busy() from None
+    except Draining:
+        raise draining() from None
     except NotLast:
         raise APIError(409, "not_last_answer",
                        "Only the last answer of a conversation can be regenerated.") from None
@@ -106,6 +108,8 @@ def edit(message_id: uuid.UUID) -> tuple[dict[str, object], int]:
         user, answer = chat.edit(get_session(), user.conversation, user, content)
     except Busy:
         raise busy() from None
+    except Draining:
+        raise draining() from None
     assistant = message_json(answer)
     return {"user_message": message_json(user), "assistant_message": assistant,
             "stream_url": assistant["stream_url"]}, 202

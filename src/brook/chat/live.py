@@ -96,5 +96,9 @@ class LiveRegistry:
         with self._lock:
             self._answers.pop(message_id, None)
 
+    def answers(self) -> list[LiveAnswer]:
+        with self._lock:
+            return list(self._answers.values())
+
     def __len__(self) -> int:
         return len(self._answers)

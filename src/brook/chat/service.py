@@ -8,10 +8,13 @@ gone, and writes the answer to the database in batches and finally once.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -22,15 +25,16 @@ from .. import sse
 from ..config import Settings
 from ..models import Conversation, Message, utcnow
 from ..providers import Provider, ProviderError, Usage
-from .live import LiveAnswer, LiveRegistry
+from .bus import INTERNAL_ERROR, BadOffset, LocalBus, final_events, start_event
+from .live import LiveAnswer
 from .tokens import ChatMessage, TokenCounter, fit_to_budget
 
 log = logging.getLogger(__name__)
 
 TITLE_CHARS = 60
-KEEPALIVE_SECONDS = 15.0
-INTERNAL_ERROR = {"code": "internal_error",
-                  "message": "Something went wrong while writing this answer."}
+STOP_WAIT_SECONDS = 3.0
+
+__all__ = ["BadOffset", "Busy", "ChatService", "Draining", "Gone", "NotLast"]
 
 
 class Busy(Exception):
@@ -41,8 +45,8 @@ class NotLast(Exception):
     """Only the last answer of a conversation can be regenerated."""
 
 
-class BadOffset(ValueError):
-    """A resume offset beyond the answer."""
+class Draining(Exception):
+    """This instance is shutting down and takes no new answers."""
 
 
 class Gone(LookupError):
@@ -58,16 +62,41 @@ def start_thread(target: Callable[[], None]) -> None:
     threading.Thread(target=target, daemon=True, name="brook-generate").start()
 
 
+def worker_id() -> str:
+    """This process, as recorded on the answers it generates: host, pid and a nonce."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 class ChatService:
     def __init__(self, sessions: sessionmaker[Session], provider: Provider, settings: Settings,
-                 counter: TokenCounter, spawn: Callable[[Callable[[], None]], None] = start_thread
-                 ) -> None:
+                 counter: TokenCounter, bus: LocalBus,
+                 spawn: Callable[[Callable[[], None]], None] = start_thread) -> None:
         self.sessions = sessions
         self.provider = provider
         self.settings = settings
         self.counter = counter
+        self.bus = bus
         self.spawn = spawn
-        self.live = LiveRegistry()
+        self.worker = worker_id()
+        self.accepting = True
+        self.lease = timedelta(seconds=settings.stream_lease)
+        self._closed = threading.Event()
+        self._keeper = threading.Thread(target=self._keep, daemon=True, name="brook-lease")
+        self._keeper.start()
+
+    def _keep(self) -> None:
+        """Renew this process's leases often; sweep other processes' expired ones."""
+        interval = self.settings.stream_lease / 3
+        sweep_every = 2  # renewals per sweep
+        ticks = 0
+        while not self._closed.wait(interval):
+            ticks += 1
+            try:
+                self.renew_leases()
+                if ticks % sweep_every == 0:
+                    self.sweep()
+            except Exception:
+                log.warning("lease upkeep failed; retrying", exc_info=True)
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -114,10 +143,14 @@ class ChatService:
 
     def _answer(self, session: Session, conversation: Conversation, position: int) -> Message:
         """Add a streaming answer at `position`, commit the turn, start generating."""
+        if not self.accepting:
+            session.rollback()
+            raise Draining
         now = utcnow()
         answer = Message(conversation_id=conversation.id, position=position, role="assistant",
                          content="", status="streaming", model=self.provider.model,
-                         created_at=now, updated_at=now)
+                         created_at=now, updated_at=now, worker=self.worker,
+                         lease_until=now + self.lease)
         conversation.updated_at = now
         session.add(answer)
         try:
@@ -126,8 +159,7 @@ class ChatService:
             session.rollback()
             raise Busy from None
         prompt = self.prompt_for(session, conversation.id)
-        live = LiveAnswer(answer.id, answer.model)
-        self.live.add(live)
+        live = self.bus.open(answer.id, answer.model)
         self.spawn(lambda: self.generate(live, prompt))
         return answer
 
@@ -161,7 +193,7 @@ class ChatService:
                         or live.length - flushed_len >= self.settings.flush_chars):
                     flushed_at, flushed_len = now, live.length
                     if not self._flush(live.message_id, live.text()):
-                        live.stop_requested.set()  # stopped from elsewhere: the row says so
+                        live.stop_requested.set()  # a Stop from another instance
                         break
             if live.stop_requested.is_set():
                 status = "stopped"
@@ -179,14 +211,16 @@ class ChatService:
             self._finalize(live, status, usage_dict, error)
 
     def _flush(self, message_id: uuid.UUID, text: str) -> bool:
-        """Write the text so far; False when the row is no longer streaming (stopped)."""
+        """Write the text so far and renew the lease; False when asked to stop."""
+        now = utcnow()
         with self.sessions.begin() as session:
-            result = session.execute(
+            stop = session.scalar(
                 update(Message)
                 .where(Message.id == message_id, Message.status == "streaming")
-                .values(content=text, updated_at=utcnow())
+                .values(content=text, updated_at=now, lease_until=now + self.lease)
+                .returning(Message.stop_requested)
             )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+        return stop is False
 
     def _finalize(self, live: LiveAnswer, status: str, usage: dict[str, Any] | None,
                   error: dict[str, str] | None) -> None:
@@ -198,7 +232,8 @@ class ChatService:
             try:
                 with self.sessions.begin() as session:
                     values: dict[str, Any] = {"content": text, "status": status,
-                                              "error": error, "updated_at": utcnow()}
+                                              "error": error, "updated_at": utcnow(),
+                                              "lease_until": None}
                     if usage:
                         values["prompt_tokens"] = usage["prompt_tokens"]
                         values["completion_tokens"] = usage["completion_tokens"]
@@ -211,37 +246,114 @@ class ChatService:
                 log.exception("could not store the final answer %s", live.message_id)
             finally:
                 live.finish(status, usage, error)
-                self.live.remove(live.message_id)
+                self.bus.published(live)
 
     def stop(self, message_id: uuid.UUID) -> None:
-        """Stop an answer; its partial text is kept with status `stopped`."""
-        live = self.live.get(message_id)
-        if live is not None:
-            live.stop_requested.set()
-            self._finalize(live, "stopped", None, None)
+        """Stop an answer; its partial text is kept with status `stopped`.
+
+        Generated here, it stops at once. Generated elsewhere, the row asks the generating
+        instance to stop (it reads the flag at its next flush, or at once through the bus),
+        and this waits for it to store the answer; if nobody does, the generator is gone and
+        the answer is closed here with the text the bus or the database has.
+        """
+        if self.stop_local(message_id):
             return
-        # Generated by another process (or one that died): the row is the shared truth, and
-        # the generating process stops at its next flush when it finds the row changed.
         with self.sessions.begin() as session:
-            session.execute(
+            asked = session.execute(
                 update(Message)
                 .where(Message.id == message_id, Message.status == "streaming")
-                .values(status="stopped", updated_at=utcnow())
-            )
+                .values(stop_requested=True)
+            ).rowcount  # type: ignore[attr-defined]
+        if not asked:
+            return
+        self.bus.request_stop(message_id)
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            with self.sessions() as session:
+                status = session.scalar(select(Message.status).where(Message.id == message_id))
+            if status != "streaming":
+                return
+        self.close_orphan(message_id, "stopped")
+
+    def stop_local(self, message_id: uuid.UUID) -> bool:
+        """Stop an answer generated by this process; False if it is not one of ours."""
+        live = self.bus.get(message_id)
+        if live is None:
+            return False
+        live.stop_requested.set()
+        self._finalize(live, "stopped", None, None)
+        return True
+
+    def close_orphan(self, message_id: uuid.UUID, status: str) -> bool:
+        """End an answer whose generator is gone, with the most text the bus or row has."""
+        text = self.bus.recover(message_id)
+        values: dict[str, Any] = {"status": status, "updated_at": utcnow(), "lease_until": None}
+        if text is not None:
+            values["content"] = text
+        with self.sessions.begin() as session:
+            row = session.execute(
+                update(Message)
+                .where(Message.id == message_id, Message.status == "streaming")
+                .values(**values)
+                .returning(func.length(Message.content))
+            ).first()
+        if row is None:
+            return False
+        self.bus.publish_end(message_id, status, int(row[0]))
+        return True
+
+    def renew_leases(self) -> None:
+        """Extend the leases of the answers this process writes; act on remote Stops."""
+        ids = [answer.message_id for answer in self.bus.live.answers()]
+        if not ids:
+            return
+        now = utcnow()
+        with self.sessions.begin() as session:
+            rows = session.execute(
+                update(Message)
+                .where(Message.id.in_(ids), Message.status == "streaming")
+                .values(lease_until=now + self.lease)
+                .returning(Message.id, Message.stop_requested)
+            ).all()
+        for message_id, stop in rows:
+            if stop:
+                self.stop_local(message_id)
+
+    def sweep(self) -> int:
+        """Mark answers whose generator's lease has run out as `interrupted`."""
+        with self.sessions() as session:
+            orphans = session.scalars(
+                select(Message.id).where(Message.status == "streaming",
+                                         Message.lease_until < utcnow())
+            ).all()
+        return sum(self.close_orphan(message_id, "interrupted") for message_id in orphans)
+
+    def drain(self, grace: float) -> None:
+        """Stop taking answers, let running ones finish for `grace` seconds, interrupt the rest.
+
+        Readers of an interrupted answer get `end`, reconnect elsewhere and read it there.
+        """
+        self.accepting = False
+        deadline = time.monotonic() + grace
+        while len(self.bus.live) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for live in self.bus.live.answers():
+            live.stop_requested.set()
+            self._finalize(live, "interrupted", None, None)
 
     # -- reading -----------------------------------------------------------------------------
 
     def events(self, message_id: uuid.UUID, after: int | None) -> Iterator[str]:
         """The answer's SSE events from `after` (None: from the start, with `start`).
 
-        Raises `BadOffset` if `after` is past the answer and `Gone` if the message is gone,
-        before anything is sent.
+        The bus serves answers it carries; the database serves the rest. Raises `BadOffset`
+        if `after` is past the answer and `Gone` if the message is gone, before anything is
+        sent.
         """
-        live = self.live.get(message_id)
-        if live is not None:
-            if after is not None and after > live.length:
-                raise BadOffset(after)
-            return self._live_events(live, after)
+        events = self.bus.read(message_id, after)
+        if events is not None:
+            return events
         with self.sessions() as session:
             message = session.get(Message, message_id)
         if message is None:
@@ -250,27 +362,10 @@ class ChatService:
             raise BadOffset(after)
         return self._stored_events(message, after)
 
-    def _live_events(self, live: LiveAnswer, after: int | None) -> Iterator[str]:
-        offset = after or 0
-        if after is None:
-            yield f"retry: {sse.RETRY_MS}\n" + sse.encode(
-                "start", {"message_id": str(live.message_id), "model": live.model}, 0)
-        while True:
-            text, done = live.read(offset, KEEPALIVE_SECONDS)
-            if text:
-                offset += len(text)
-                yield sse.encode("message", {"text": text}, offset)
-            elif done:
-                yield _final_events(live.status, live.usage, live.error, offset)
-                return
-            else:
-                yield sse.KEEPALIVE
-
     def _stored_events(self, message: Message, after: int | None) -> Iterator[str]:
         offset = after or 0
         if after is None:
-            yield f"retry: {sse.RETRY_MS}\n" + sse.encode(
-                "start", {"message_id": str(message.id), "model": message.model}, 0)
+            yield start_event(message.id, message.model)
         waited = 0.0
         while True:
             if len(message.content) > offset:
@@ -278,24 +373,28 @@ class ChatService:
                                  len(message.content))
                 offset = len(message.content)
             if message.status != "streaming":
-                yield _final_events(message.status, usage_of(message), message.error, offset)
+                yield final_events(message.status, usage_of(message), message.error, offset)
                 return
-            # Streaming in another process: follow the row as it is flushed.
+            # Written by another process with no shared bus: follow the row as it is flushed
+            # (the lease sweep ends it if that process dies).
             time.sleep(self.settings.flush_interval)
             waited += self.settings.flush_interval
-            if waited >= KEEPALIVE_SECONDS:
+            if waited >= self.settings.stream_keepalive:
                 waited = 0.0
                 yield sse.KEEPALIVE
             with self.sessions() as session:
                 fresh = session.get(Message, message.id)
             if fresh is None:  # deleted with its conversation
-                yield _final_events("error", None, {"code": "deleted", "message":
-                                    "This conversation was deleted."}, offset)
+                yield final_events("error", None, {"code": "deleted", "message":
+                                   "This conversation was deleted."}, offset)
                 return
             message = fresh
 
     def close(self) -> None:
+        self._closed.set()
+        self._keeper.join(timeout=5)
         self.provider.close()
+        self.bus.close()
 
 
 def usage_of(message: Message) -> dict[str, Any] | None:
@@ -303,11 +402,3 @@ def usage_of(message: Message) -> dict[str, Any] | None:
         return None
     return {"prompt_tokens": message.prompt_tokens,
             "completion_tokens": message.completion_tokens}
-
-
-def _final_events(status: str, usage: dict[str, Any] | None, error: dict[str, Any] | None,
-                  offset: int) -> str:
-    end = sse.encode("end", {"status": status, "usage": usage}, offset)
-    if status == "error":
-        return sse.encode("error", error or INTERNAL_ERROR, offset) + end
-    return end

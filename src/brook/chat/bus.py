@@ -1,0 +1,103 @@
+"""The stream bus: carries an answer from the process that generates it to its readers.
+
+Two backends share this interface. `LocalBus` (the default) keeps live answers in this
+process's memory. `RedisBus` (with REDIS_URL) also publishes them to Redis Streams, so any
+instance can serve any reader and a Stop pressed on one instance reaches the one generating.
+The database stays the record: a reader the bus cannot serve is served from it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from .. import sse
+from .live import LiveAnswer, LiveRegistry
+
+
+class BadOffset(ValueError):
+    """A resume offset beyond the answer."""
+
+
+def start_event(message_id: uuid.UUID, model: str | None) -> str:
+    return f"retry: {sse.RETRY_MS}\n" + sse.encode(
+        "start", {"message_id": str(message_id), "model": model}, 0)
+
+
+INTERNAL_ERROR = {"code": "internal_error",
+                  "message": "Something went wrong while writing this answer."}
+
+
+def final_events(status: str, usage: dict[str, Any] | None, error: dict[str, Any] | None,
+                 offset: int) -> str:
+    end = sse.encode("end", {"status": status, "usage": usage}, offset)
+    if status == "error":
+        return sse.encode("error", error or INTERNAL_ERROR, offset) + end
+    return end
+
+
+class LocalBus:
+    """Live answers in this process; readers wait on them directly."""
+
+    def __init__(self, coalesce: float, keepalive: float) -> None:
+        self.coalesce = coalesce
+        self.keepalive = keepalive
+        self.live = LiveRegistry()
+
+    def open(self, message_id: uuid.UUID, model: str | None) -> LiveAnswer:
+        answer = LiveAnswer(message_id, model)
+        self.live.add(answer)
+        return answer
+
+    def get(self, message_id: uuid.UUID) -> LiveAnswer | None:
+        return self.live.get(message_id)
+
+    def published(self, answer: LiveAnswer) -> None:
+        """The answer is finished and stored: forget it (readers fall back to the database)."""
+        self.live.remove(answer.message_id)
+
+    def read(self, message_id: uuid.UUID, after: int | None) -> Iterator[str] | None:
+        """The answer's events after `after`, or None when this bus does not have it."""
+        answer = self.live.get(message_id)
+        if answer is None:
+            return None
+        if after is not None and after > answer.length:
+            raise BadOffset(after)
+        return self._events(answer, after)
+
+    def _events(self, answer: LiveAnswer, after: int | None) -> Iterator[str]:
+        offset = after or 0
+        if after is None:
+            yield start_event(answer.message_id, answer.model)
+        sent_at = 0.0
+        while True:
+            if self.coalesce:
+                # Tokens faster than the window go out together; the first is never held.
+                wait = sent_at + self.coalesce - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+            text, done = answer.read(offset, self.keepalive)
+            if text:
+                offset += len(text)
+                sent_at = time.monotonic()
+                yield sse.encode("message", {"text": text}, offset)
+            elif done:
+                yield final_events(answer.status, answer.usage, answer.error, offset)
+                return
+            else:
+                yield sse.KEEPALIVE
+
+    def request_stop(self, message_id: uuid.UUID) -> None:
+        """Ask the instance generating this answer to stop it (only this one, here)."""
+
+    def recover(self, message_id: uuid.UUID) -> str | None:
+        """The text a dead generator had published, if the bus kept it."""
+        return None
+
+    def publish_end(self, message_id: uuid.UUID, status: str, text_length: int) -> None:
+        """Tell readers elsewhere that an answer ended without its generator (no-op here)."""
+
+    def close(self) -> None:
+        pass

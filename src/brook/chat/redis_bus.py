@@ -1,0 +1,234 @@
+"""The Redis Streams bus: any instance serves any reader, live, from any Last-Event-ID.
+
+Each answer is a Redis stream, `brook:answer:<id>`, whose entry ids carry the character
+offsets Brook uses as SSE event ids: `0-1` starts it, `<end>-1` holds the text that ends at
+character <end>, `<end>-2` ends it. A reader resuming after character N reads from id `N-1`.
+Text is published at most once per coalescing window (the first piece at once), by the
+generator or by one flusher thread per process. Stop requests travel on a pub/sub channel
+to whichever instance is generating. Finished streams expire; the database keeps the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+
+from .. import sse
+from .bus import BadOffset, LocalBus, final_events, start_event
+from .live import LiveAnswer
+
+log = logging.getLogger(__name__)
+
+STOP_CHANNEL = "brook:stop"
+
+
+def key(message_id: uuid.UUID) -> str:
+    return f"brook:answer:{message_id}"
+
+
+class PublishedAnswer(LiveAnswer):
+    """A live answer that is also published to its Redis stream."""
+
+    def __init__(self, bus: RedisBus, message_id: uuid.UUID, model: str | None) -> None:
+        super().__init__(message_id, model)
+        self.bus = bus
+        self.key = key(message_id)
+        self._pending: list[str] = []
+        self._queued = 0  # characters handed to `_pending` so far
+        self._published_at = 0.0
+        self._publish_lock = threading.Lock()
+
+    def append(self, text: str) -> None:
+        super().append(text)
+        with self._publish_lock:
+            self._pending.append(text)
+            self._queued += len(text)
+        if time.monotonic() - self._published_at >= self.bus.coalesce:
+            self.publish()
+        else:
+            self.bus.mark_dirty(self)
+
+    def publish(self, pipe: Any = None) -> None:
+        """Send the text not yet published as one entry."""
+        with self._publish_lock:
+            if not self._pending:
+                return
+            text = "".join(self._pending)
+            self._pending.clear()
+            end = self._queued
+            self._published_at = time.monotonic()
+        target = pipe if pipe is not None else self.bus.redis
+        target.xadd(self.key, {"t": text}, id=f"{end}-1")
+
+    def finish(self, status: str, usage: dict[str, Any] | None,
+               error: dict[str, str] | None) -> None:
+        super().finish(status, usage, error)
+        try:
+            with self.bus.redis.pipeline(transaction=False) as pipe:
+                self.publish(pipe)
+                self.bus.end_entry(pipe, self.key, self.length, status, usage, error)
+                pipe.execute()
+        except redis.RedisError:
+            log.warning("could not publish the end of %s; readers fall back to the database",
+                        self.message_id, exc_info=True)
+
+
+class RedisBus(LocalBus):
+    def __init__(self, url: str, coalesce: float, keepalive: float, expire: int) -> None:
+        super().__init__(coalesce, keepalive)
+        # redis-py's types do not follow decode_responses; Any keeps them honest here.
+        self.redis: Any = redis.Redis.from_url(url, decode_responses=True,
+                                               health_check_interval=30)
+        self.expire = expire
+        self._dirty: set[PublishedAnswer] = set()
+        self._dirty_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._stop_handlers: list[Any] = []
+        self._threads = [threading.Thread(target=self._flush_loop, daemon=True,
+                                          name="brook-bus-flush"),
+                         threading.Thread(target=self._stop_loop, daemon=True,
+                                          name="brook-bus-stop")]
+        for thread in self._threads:
+            thread.start()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def open(self, message_id: uuid.UUID, model: str | None) -> LiveAnswer:
+        answer = PublishedAnswer(self, message_id, model)
+        self.redis.xadd(answer.key, {"m": model or ""}, id="0-1")
+        self.live.add(answer)
+        return answer
+
+    def end_entry(self, pipe: Any, stream: str, length: int, status: str,
+                  usage: dict[str, Any] | None, error: dict[str, Any] | None) -> None:
+        data = json.dumps({"status": status, "usage": usage, "error": error})
+        pipe.xadd(stream, {"e": data}, id=f"{length}-2")
+        pipe.expire(stream, self.expire)
+
+    def mark_dirty(self, answer: PublishedAnswer) -> None:
+        with self._dirty_lock:
+            self._dirty.add(answer)
+
+    def _flush_loop(self) -> None:
+        while not self._closed.wait(self.coalesce or 0.025):
+            if not self._dirty:
+                continue
+            with self._dirty_lock:
+                answers, self._dirty = self._dirty, set()
+            try:
+                with self.redis.pipeline(transaction=False) as pipe:
+                    for answer in answers:
+                        answer.publish(pipe)
+                    pipe.execute()
+            except redis.RedisError:
+                log.warning("could not publish to Redis; retrying", exc_info=True)
+                time.sleep(0.5)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def read(self, message_id: uuid.UUID, after: int | None) -> Iterator[str] | None:
+        local = super().read(message_id, after)
+        if local is not None:
+            return local
+        stream = key(message_id)
+        last = self.redis.xrevrange(stream, count=1)
+        if not last:
+            return None
+        length = int(last[0][0].split("-")[0])
+        if after is not None and after > length:
+            raise BadOffset(after)
+        return self._stream_events(message_id, stream, after)
+
+    def _stream_events(self, message_id: uuid.UUID, stream: str, after: int | None
+                       ) -> Iterator[str]:
+        offset = after or 0
+        cursor = "0-0" if after is None else f"{after}-1"
+        sent_at = 0.0
+        while True:
+            if self.coalesce:
+                wait = sent_at + self.coalesce - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+            reply = self.redis.xread({stream: cursor}, count=10_000,
+                                     block=int(self.keepalive * 1000))
+            if not reply:
+                yield sse.KEEPALIVE
+                continue
+            pieces: list[str] = []
+            for entry_id, fields in reply[0][1]:
+                cursor = entry_id
+                end = int(entry_id.split("-")[0])
+                if "m" in fields:
+                    yield start_event(message_id, fields["m"] or None)
+                elif "t" in fields:
+                    text = fields["t"]
+                    start = end - len(text)
+                    pieces.append(text[offset - start:] if start < offset else text)
+                    offset = end
+                elif "e" in fields:
+                    if pieces:
+                        yield sse.encode("message", {"text": "".join(pieces)}, offset)
+                    outcome = json.loads(fields["e"])
+                    yield final_events(outcome["status"], outcome["usage"], outcome["error"],
+                                       offset)
+                    return
+            if pieces:
+                sent_at = time.monotonic()
+                yield sse.encode("message", {"text": "".join(pieces)}, offset)
+
+    # -- stopping and recovering -----------------------------------------------------------
+
+    def on_stop(self, handler: Any) -> None:
+        """Call `handler(message_id)` when another instance asks to stop an answer."""
+        self._stop_handlers.append(handler)
+
+    def request_stop(self, message_id: uuid.UUID) -> None:
+        self.redis.publish(STOP_CHANNEL, str(message_id))
+
+    def _stop_loop(self) -> None:
+        while not self._closed.is_set():
+            try:
+                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(STOP_CHANNEL)
+                while not self._closed.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    message_id = uuid.UUID(message["data"])
+                    if self.live.get(message_id) is not None:
+                        for handler in self._stop_handlers:
+                            handler(message_id)
+                pubsub.close()
+            except (redis.RedisError, ValueError):
+                log.warning("stop listener lost Redis; reconnecting", exc_info=True)
+                self._closed.wait(1.0)
+
+    def recover(self, message_id: uuid.UUID) -> str | None:
+        entries = self.redis.xrange(key(message_id))
+        if not entries:
+            return None
+        return "".join(fields.get("t", "") for _id, fields in entries)
+
+    def publish_end(self, message_id: uuid.UUID, status: str, text_length: int) -> None:
+        stream = key(message_id)
+        try:
+            if not self.redis.exists(stream):
+                return
+            with self.redis.pipeline(transaction=False) as pipe:
+                self.end_entry(pipe, stream, text_length, status, None, None)
+                pipe.execute()
+        except redis.RedisError:
+            log.warning("could not publish the end of %s", message_id, exc_info=True)
+
+    def close(self) -> None:
+        self._closed.set()
+        for thread in self._threads:
+            thread.join(timeout=2)
+        self.redis.close()

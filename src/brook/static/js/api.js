@@ -1,0 +1,51 @@
+// The JSON API: every call sends and expects JSON; an error becomes an ApiError carrying
+// the server's plain-words message.
+
+export class ApiError extends Error {
+  constructor(message, status = 0, code = "error") {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export async function api(method, url, body) {
+  const options = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  if (method !== "GET" && method !== "DELETE") {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body ?? {});
+  }
+  let response;
+  try {
+    response = await fetch(url, options);
+  } catch {
+    throw new ApiError("Could not reach the server. Check your connection and try again.");
+  }
+  if (response.status === 204) return null;
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    // A body that is not JSON is only expected with an error: handled below.
+  }
+  if (!response.ok || data === null) {
+    const error = data && data.error;
+    throw new ApiError(
+      (error && error.message) || `The server could not handle the request (HTTP ${response.status}).`,
+      response.status,
+      (error && error.code) || "http_error",
+    );
+  }
+  return data;
+}
+
+const enc = encodeURIComponent;
+
+export const urls = {
+  conversations: "/api/conversations",
+  conversation: (id) => `/api/conversations/${enc(id)}`,
+  messages: (id) => `/api/conversations/${enc(id)}/messages`,
+  message: (id) => `/api/messages/${enc(id)}`,
+  regenerate: (id) => `/api/messages/${enc(id)}/regenerate`,
+  stop: (id) => `/api/messages/${enc(id)}/stop`,
+};

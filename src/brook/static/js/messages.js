@@ -1,0 +1,160 @@
+// One message on the page: its element, its status line and its action buttons.
+import { iconButton } from "./icons.js";
+import { MarkdownView } from "./markdown.js";
+import { autoGrow, enterSends } from "./composer.js";
+
+const APP_NAME = document.body.dataset.appName || "Brook";
+
+const NOTES = {
+  stopped: "Stopped before the answer was finished.",
+  interrupted: "Interrupted: the answer was cut off before it was finished.",
+};
+const RETRYABLE = new Set(["error", "interrupted"]);
+const DEFAULT_ERROR = "Something went wrong while writing this answer.";
+
+function actionButton(iconName, label, action) {
+  const button = iconButton(iconName, label, { className: `action ${action}` });
+  button.dataset.action = action;
+  return button;
+}
+
+/** A message record: {id, role, el, content, status, error, view?} with its element. */
+export function createMessage(msg) {
+  const el = document.createElement("article");
+  el.className = "message";
+  el.dataset.role = msg.role;
+  el.dataset.id = msg.id;
+  const sender = document.createElement("p");
+  sender.className = "sender";
+  sender.textContent = msg.role === "user" ? "You" : APP_NAME;
+  const content = document.createElement("div");
+  content.className = "content";
+  const actions = document.createElement("div");
+  actions.className = "message-actions";
+  el.append(sender, content);
+
+  const record = { id: msg.id, role: msg.role, el, content, status: msg.status, error: null };
+  if (msg.role === "user") {
+    record.text = msg.content;
+    content.textContent = msg.content;
+    actions.append(actionButton("pencil", "Edit", "edit"));
+  } else {
+    record.view = new MarkdownView(content);
+    const statusLine = document.createElement("div");
+    statusLine.className = "status-line";
+    el.append(statusLine);
+    actions.append(actionButton("copy", "Copy", "copy-answer"),
+      actionButton("refresh", "Regenerate", "regenerate"));
+    if (msg.status !== "streaming") {
+      record.view.setText(msg.content || "");
+      record.view.render(true);
+    }
+  }
+  el.append(actions);
+  setStatus(record, msg.status, msg.error);
+  return record;
+}
+
+export function setStatus(record, status, error) {
+  const { el } = record;
+  record.status = status;
+  record.error = error || null;
+  el.dataset.status = status;
+  if (status === "streaming") el.setAttribute("aria-busy", "true");
+  else el.removeAttribute("aria-busy");
+  const line = el.querySelector(":scope > .status-line");
+  if (!line) return;
+  line.replaceChildren();
+  if (error || status === "error") {
+    const p = document.createElement("p");
+    p.className = "error";
+    p.textContent = (error && error.message) || DEFAULT_ERROR;
+    line.append(p);
+  } else if (NOTES[status]) {
+    const p = document.createElement("p");
+    p.className = "note";
+    p.textContent = NOTES[status];
+    line.append(p);
+  }
+  if (RETRYABLE.has(status)) line.append(actionButton("refresh", "Retry", "retry"));
+}
+
+/** Shows a streaming answer's connection state ("live" clears it). */
+export function setConnection(record, state) {
+  const line = record.el.querySelector(":scope > .status-line");
+  if (!line) return;
+  line.querySelector(".connection")?.remove();
+  if (state === "reconnecting") {
+    const p = document.createElement("p");
+    p.className = "note connection";
+    p.textContent = "Connection lost, reconnecting…";
+    line.append(p);
+  }
+}
+
+/** Which actions a message offers now. */
+export function updateActions(record, { isLast, busy }) {
+  for (const button of record.el.querySelectorAll("button[data-action=regenerate], button[data-action=retry]")) {
+    button.hidden = !isLast || record.status === "streaming";
+    button.disabled = busy;
+  }
+  for (const button of record.el.querySelectorAll("button[data-action=edit]")) {
+    button.disabled = busy;
+  }
+  const copy = record.el.querySelector("button[data-action=copy-answer]");
+  if (copy) copy.hidden = record.status === "streaming";
+}
+
+/** Turns a user message into an edit box; resolves to the new text, or null if cancelled. */
+export function editMessage(record) {
+  return new Promise((resolve) => {
+    const form = document.createElement("form");
+    form.className = "edit-form";
+    const input = document.createElement("textarea");
+    input.className = "edit-input";
+    input.value = record.text;
+    input.rows = 1;
+    input.setAttribute("aria-label", "Edit your message");
+    const buttons = document.createElement("div");
+    buttons.className = "edit-actions";
+    const cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.textContent = "Cancel";
+    cancel.className = "edit-cancel";
+    const save = document.createElement("button");
+    save.type = "submit";
+    save.textContent = "Send";
+    save.className = "edit-save primary";
+    buttons.append(cancel, save);
+    form.append(input, buttons);
+    record.el.classList.add("editing");
+    record.content.hidden = true;
+    record.content.after(form);
+    const fit = autoGrow(input);
+    fit();
+    input.focus();
+    input.setSelectionRange(input.value.length, input.value.length);
+
+    const done = (value) => {
+      form.remove();
+      record.el.classList.remove("editing");
+      record.content.hidden = false;
+      resolve(value);
+    };
+    enterSends(input, () => form.requestSubmit());
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const text = input.value;
+      if (!text.trim()) return;
+      done(text);
+    });
+    cancel.addEventListener("click", () => done(null));
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        event.stopPropagation();
+        done(null);
+      }
+    });
+  });
+}

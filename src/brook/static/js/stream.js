@@ -1,0 +1,128 @@
+// Following one answer's server-sent events. The server resumes from Last-Event-ID (ids
+// are character offsets), so the browser's own reconnect loses and doubles nothing; if the
+// browser gives up (an HTTP error), we ask the API where the answer stands and reopen
+// after the last event we got. Rendering is batched to animation frames.
+
+function parseData(event) {
+  try {
+    return JSON.parse(event.data);
+  } catch {
+    return null;
+  }
+}
+
+function withAfter(url, after) {
+  if (after === null || after === "") return url;
+  return `${url}${url.includes("?") ? "&" : "?"}after=${encodeURIComponent(after)}`;
+}
+
+/** Streams an answer into `view` (a MarkdownView).
+ *
+ * hooks: render() after each batched update, error(error) on a server `error` event,
+ * connection(state) with "live" or "reconnecting", end(status, error) when it is over,
+ * recover() -> Promise<message|null> to ask where the answer stands after the browser
+ * gave up (null: give up too). */
+export class AnswerStream {
+  constructor(url, view, hooks) {
+    this.url = url;
+    this.view = view;
+    this.hooks = hooks;
+    this.error = null;
+    this.lastId = null;
+    this.frame = 0;
+    this.closed = false;
+    this.attempts = 0;
+    this.source = null;
+    view.reset(); // an answer still streaming is shown from the start of its stream
+    this.connect(null);
+  }
+
+  connect(after) {
+    const source = new EventSource(withAfter(this.url, after));
+    this.source = source;
+    source.addEventListener("open", () => {
+      if (source === this.source) this.hooks.connection("live");
+    });
+    source.addEventListener("message", (event) => {
+      if (source !== this.source) return;
+      const data = parseData(event);
+      if (!data || typeof data.text !== "string") return;
+      this.lastId = event.lastEventId || this.lastId;
+      this.attempts = 0;
+      this.view.append(data.text);
+      this.schedule();
+    });
+    source.addEventListener("error", (event) => {
+      if (source !== this.source) return;
+      if (event instanceof MessageEvent) {
+        // The server's `error` event: the answer failed; its `end` follows.
+        const data = parseData(event) || {};
+        this.error = { code: data.code || "error", message: data.message || "" };
+        this.hooks.error(this.error);
+      } else if (source.readyState === EventSource.CLOSED) {
+        this.recover();
+      } else {
+        this.hooks.connection("reconnecting"); // the browser retries on its own
+      }
+    });
+    source.addEventListener("end", (event) => {
+      if (source !== this.source) return;
+      const data = parseData(event) || {};
+      this.finish(data.status || "complete", this.error);
+    });
+  }
+
+  schedule() {
+    if (!this.frame && !this.closed) this.frame = requestAnimationFrame(() => this.flush());
+  }
+
+  flush() {
+    this.frame = 0;
+    if (this.closed) return;
+    this.view.render(false);
+    this.hooks.render();
+  }
+
+  async recover() {
+    this.source.close();
+    this.hooks.connection("reconnecting");
+    if (this.attempts >= 4) {
+      this.finish("error", { code: "connection_lost",
+        message: "Lost the connection to this answer. Reload the page to try again." });
+      return;
+    }
+    this.attempts += 1;
+    await new Promise((resolve) => setTimeout(resolve, 500 * 2 ** this.attempts));
+    if (this.closed) return;
+    let message = null;
+    try {
+      message = await this.hooks.recover();
+    } catch {
+      this.recover(); // the API is unreachable too: try again later
+      return;
+    }
+    if (this.closed) return;
+    if (message && message.status === "streaming") {
+      this.connect(this.lastId); // the server resumes after the last event we got
+    } else if (message) {
+      this.view.setText(message.content || "");
+      this.finish(message.status, message.error);
+    } else {
+      this.finish("error", { code: "not_found", message: "This answer is gone." });
+    }
+  }
+
+  finish(status, error) {
+    if (this.closed) return;
+    this.close();
+    this.view.render(true);
+    this.hooks.end(status, error);
+  }
+
+  close() {
+    this.closed = true;
+    if (this.source) this.source.close();
+    if (this.frame) cancelAnimationFrame(this.frame);
+    this.frame = 0;
+  }
+}
