@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify, request
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,16 @@ def _http_error(exc: HTTPException) -> Response | HTTPException:
     return response
 
 
+def _database_down(exc: OperationalError) -> Response:
+    log.error("database unavailable on %s %s: %s", request.method, request.path,
+              type(exc.orig).__name__ if exc.orig else exc)
+    response = error_response(503, "database_unavailable",
+                              "Brook cannot reach its database right now. Please try again "
+                              "in a moment.")
+    response.headers["Retry-After"] = "5"
+    return response
+
+
 def _unexpected(exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(500, "internal_error", "Something went wrong on the server.")
@@ -44,4 +55,5 @@ def _unexpected(exc: Exception) -> Response:
 def init_app(app: Flask) -> None:
     app.register_error_handler(APIError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(OperationalError, _database_down)
     app.register_error_handler(Exception, _unexpected)

@@ -1,4 +1,4 @@
-"""Production serving: gunicorn with gevent workers.
+"""Production serving: gunicorn with gevent workers, configured by brook.gunicorn_conf.
 
 One gevent worker holds thousands of open streams, where a sync worker holds one. The app is
 created in each worker after gevent has patched the standard library (no preload), so its
@@ -11,6 +11,8 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from . import gunicorn_conf
+
 
 class BrookGunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(self, options: dict[str, Any]) -> None:
@@ -18,6 +20,9 @@ class BrookGunicorn(BaseApplication):  # type: ignore[misc]
         super().__init__()
 
     def load_config(self) -> None:
+        for name in dir(gunicorn_conf):
+            if name in self.cfg.settings:
+                self.cfg.set(name, getattr(gunicorn_conf, name))
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
@@ -28,16 +33,4 @@ class BrookGunicorn(BaseApplication):  # type: ignore[misc]
 
 
 def run_gunicorn(host: str, port: int, workers: int) -> None:
-    BrookGunicorn({
-        "bind": f"{host}:{port}",
-        "workers": workers,
-        "worker_class": "gevent",
-        "worker_connections": 4000,
-        # A gevent worker heartbeats while it streams; `timeout` only catches a stuck worker.
-        "timeout": 120,
-        "graceful_timeout": 30,
-        "keepalive": 75,
-        "accesslog": "-",
-        "errorlog": "-",
-        "control_socket_disable": True,
-    }).run()
+    BrookGunicorn({"bind": f"{host}:{port}", "workers": workers}).run()

@@ -34,7 +34,13 @@ def key(message_id: uuid.UUID) -> str:
 
 
 class PublishedAnswer(LiveAnswer):
-    """A live answer that is also published to its Redis stream."""
+    """A live answer that is also published to its Redis stream.
+
+    Only the bus's flusher thread writes to Redis, so entries go out in order: the first
+    piece of text at once (the flusher is woken), later ones at most once per coalescing
+    window, and the end after the last text. If Redis is away, the text waits here and
+    goes out when it is back.
+    """
 
     def __init__(self, bus: RedisBus, message_id: uuid.UUID, model: str | None) -> None:
         super().__init__(message_id, model)
@@ -43,6 +49,8 @@ class PublishedAnswer(LiveAnswer):
         self._pending: list[str] = []
         self._queued = 0  # characters handed to `_pending` so far
         self._published_at = 0.0
+        self._ending: str | None = None  # the end entry's data, once finished
+        self._started = False
         self._publish_lock = threading.Lock()
 
     def append(self, text: str) -> None:
@@ -50,34 +58,36 @@ class PublishedAnswer(LiveAnswer):
         with self._publish_lock:
             self._pending.append(text)
             self._queued += len(text)
-        if time.monotonic() - self._published_at >= self.bus.coalesce:
-            self.publish()
-        else:
-            self.bus.mark_dirty(self)
-
-    def publish(self, pipe: Any = None) -> None:
-        """Send the text not yet published as one entry."""
-        with self._publish_lock:
-            if not self._pending:
-                return
-            text = "".join(self._pending)
-            self._pending.clear()
-            end = self._queued
-            self._published_at = time.monotonic()
-        target = pipe if pipe is not None else self.bus.redis
-        target.xadd(self.key, {"t": text}, id=f"{end}-1")
+        self.bus.mark_dirty(self, urgent=time.monotonic() - self._published_at
+                            >= self.bus.coalesce)
 
     def finish(self, status: str, usage: dict[str, Any] | None,
                error: dict[str, str] | None) -> None:
         super().finish(status, usage, error)
-        try:
-            with self.bus.redis.pipeline(transaction=False) as pipe:
-                self.publish(pipe)
-                self.bus.end_entry(pipe, self.key, self.length, status, usage, error)
-                pipe.execute()
-        except redis.RedisError:
-            log.warning("could not publish the end of %s; readers fall back to the database",
-                        self.message_id, exc_info=True)
+        with self._publish_lock:
+            self._ending = json.dumps({"status": status, "usage": usage, "error": error})
+        self.bus.mark_dirty(self, urgent=True)
+
+    def queue(self, pipe: Any) -> tuple[int, bool]:
+        """Add what is unpublished to `pipe`; return what to `commit` once it went out."""
+        with self._publish_lock:
+            count, ending = len(self._pending), self._ending
+            if not self._started:
+                pipe.xadd(self.key, {"m": self.model or ""}, id="0-1")
+            if count:
+                pipe.xadd(self.key, {"t": "".join(self._pending)}, id=f"{self._queued}-1")
+            if ending is not None:
+                pipe.xadd(self.key, {"e": ending}, id=f"{self._queued}-2")
+                pipe.expire(self.key, self.bus.expire)
+            return count, ending is not None
+
+    def commit(self, count: int, ended: bool) -> None:
+        with self._publish_lock:
+            self._started = True
+            del self._pending[:count]
+            self._published_at = time.monotonic()
+            if ended:
+                self._ending = None
 
 
 class RedisBus(LocalBus):
@@ -89,6 +99,7 @@ class RedisBus(LocalBus):
         self.expire = expire
         self._dirty: set[PublishedAnswer] = set()
         self._dirty_lock = threading.Lock()
+        self._wake = threading.Event()
         self._closed = threading.Event()
         self._stop_handlers: list[Any] = []
         self._threads = [threading.Thread(target=self._flush_loop, daemon=True,
@@ -102,34 +113,39 @@ class RedisBus(LocalBus):
 
     def open(self, message_id: uuid.UUID, model: str | None) -> LiveAnswer:
         answer = PublishedAnswer(self, message_id, model)
-        self.redis.xadd(answer.key, {"m": model or ""}, id="0-1")
         self.live.add(answer)
+        self.mark_dirty(answer, urgent=True)
         return answer
 
-    def end_entry(self, pipe: Any, stream: str, length: int, status: str,
-                  usage: dict[str, Any] | None, error: dict[str, Any] | None) -> None:
-        data = json.dumps({"status": status, "usage": usage, "error": error})
-        pipe.xadd(stream, {"e": data}, id=f"{length}-2")
-        pipe.expire(stream, self.expire)
-
-    def mark_dirty(self, answer: PublishedAnswer) -> None:
+    def mark_dirty(self, answer: PublishedAnswer, urgent: bool) -> None:
         with self._dirty_lock:
             self._dirty.add(answer)
+        if urgent:
+            self._wake.set()
 
     def _flush_loop(self) -> None:
-        while not self._closed.wait(self.coalesce or 0.025):
-            if not self._dirty:
-                continue
+        while not self._closed.is_set():
+            self._wake.wait(self.coalesce or 0.025)
+            self._wake.clear()
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._dirty_lock:
+            batch, self._dirty = self._dirty, set()
+        if not batch:
+            return
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                done = [(answer, *answer.queue(pipe)) for answer in batch]
+                pipe.execute()
+        except redis.RedisError:
+            log.warning("could not publish to Redis; will retry", exc_info=True)
             with self._dirty_lock:
-                answers, self._dirty = self._dirty, set()
-            try:
-                with self.redis.pipeline(transaction=False) as pipe:
-                    for answer in answers:
-                        answer.publish(pipe)
-                    pipe.execute()
-            except redis.RedisError:
-                log.warning("could not publish to Redis; retrying", exc_info=True)
-                time.sleep(0.5)
+                self._dirty |= batch
+            self._closed.wait(0.5)
+            return
+        for answer, count, ended in done:
+            answer.commit(count, ended)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -138,7 +154,11 @@ class RedisBus(LocalBus):
         if local is not None:
             return local
         stream = key(message_id)
-        last = self.redis.xrevrange(stream, count=1)
+        try:
+            last = self.redis.xrevrange(stream, count=1)
+        except redis.RedisError:
+            log.warning("Redis is unavailable; serving %s from the database", message_id)
+            return None
         if not last:
             return None
         length = int(last[0][0].split("-")[0])
@@ -156,8 +176,14 @@ class RedisBus(LocalBus):
                 wait = sent_at + self.coalesce - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
-            reply = self.redis.xread({stream: cursor}, count=10_000,
-                                     block=int(self.keepalive * 1000))
+            try:
+                reply = self.redis.xread({stream: cursor}, count=10_000,
+                                         block=int(self.keepalive * 1000))
+            except redis.RedisError:
+                # End this response; the browser reconnects with Last-Event-ID and is
+                # served from Redis or, while it is away, from the database.
+                log.warning("lost Redis while streaming %s", message_id)
+                return
             if not reply:
                 yield sse.KEEPALIVE
                 continue
@@ -221,13 +247,16 @@ class RedisBus(LocalBus):
         try:
             if not self.redis.exists(stream):
                 return
+            data = json.dumps({"status": status, "usage": None, "error": None})
             with self.redis.pipeline(transaction=False) as pipe:
-                self.end_entry(pipe, stream, text_length, status, None, None)
+                pipe.xadd(stream, {"e": data}, id=f"{text_length}-2")
+                pipe.expire(stream, self.expire)
                 pipe.execute()
         except redis.RedisError:
             log.warning("could not publish the end of %s", message_id, exc_info=True)
 
     def close(self) -> None:
+        self._flush()
         self._closed.set()
         for thread in self._threads:
             thread.join(timeout=2)

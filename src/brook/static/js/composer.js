@@ -56,6 +56,7 @@ export class Composer {
   constructor({ form, prompt, send, stop, counter, max, onSubmit, onStop }) {
     Object.assign(this, { form, prompt, send, stop, counter, max });
     this.key = NEW_CHAT;
+    this.loaded = false; // nothing to save before the first draft is shown
     this.state = "idle"; // idle | sending | streaming
     this.saveTimer = 0;
     this.fit = autoGrow(prompt);
@@ -116,7 +117,8 @@ export class Composer {
 
   /** Shows the draft of another conversation (null: a new chat), keeping the current one. */
   switchTo(conversationId) {
-    this.saveNow();
+    if (this.loaded) this.saveNow();
+    this.loaded = true;
     this.key = conversationId || NEW_CHAT;
     this.prompt.value = storage.get(this.key);
     this.fit();
@@ -156,6 +158,7 @@ export class Composer {
 
   saveNow() {
     clearTimeout(this.saveTimer);
+    if (!this.loaded) return;
     storage.set(this.key, this.prompt.value);
   }
 }

@@ -16,11 +16,15 @@ export class Sidebar {
     close.addEventListener("click", () => this.setDrawer(false, true));
     backdrop.addEventListener("click", () => this.setDrawer(false));
     document.addEventListener("keydown", (event) => {
-      if (event.key === "Escape" && this.isOpen() && !event.defaultPrevented) {
+      if (event.key === "Escape" && this.isOpen() && !event.defaultPrevented
+          && !document.querySelector("dialog[open]")) {
         this.setDrawer(false, true);
       }
     });
     list.addEventListener("click", (event) => this.onClick(event));
+    for (const button of dialog.querySelectorAll("button[value]")) {
+      button.addEventListener("click", () => dialog.close(button.value));
+    }
     this.setDrawer(false);
   }
 

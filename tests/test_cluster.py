@@ -1,0 +1,283 @@
+"""Several `brook serve` processes sharing a real Redis and a real PostgreSQL, under faults.
+
+Each test runs its own redis-server (so it can kill and restart it) and two app processes on
+127.0.0.1 with no affinity: any instance serves any reader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+
+from brook import sse
+from brook.fakemodel import FakeModelServer
+
+from .conftest import (
+    Server,
+    directive,
+    free_port,
+    new_conversation,
+    read_events,
+    send,
+    text_of,
+    wait_for_answer,
+)
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+class RedisServer:
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres_schema: str) -> str:
+    engine = create_engine(postgres_schema)
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE messages, conversations"))
+    engine.dispose()
+    return postgres_schema
+
+
+def cluster_env(fake: FakeModelServer, database_url: str, redis_url: str,
+                **extra: str) -> dict[str, str]:
+    return {
+        "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
+        "DATABASE_URL": database_url, "REDIS_URL": redis_url, "SECRET_KEY": "cluster",
+        "OPENAI_BASE_URL": fake.url + "/v1", "OPENAI_MODEL": "fake-gpt",
+        "FLUSH_INTERVAL_MS": "100", "STREAM_LEASE_SECONDS": "2", **extra,
+    }
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, fake: FakeModelServer, pg_url: str,
+            redis_server: RedisServer) -> Iterator[tuple[Server, Server]]:
+    env = cluster_env(fake, pg_url, redis_server.url)
+    a, b = Server(tmp_path, env, "a"), Server(tmp_path, env, "b")
+    a.start()
+    b.start()
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+@contextlib.contextmanager
+def clients(a: Server, b: Server) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    """One browser (one owner cookie) talking to both instances."""
+    with httpx.Client(base_url=a.url, timeout=20) as ca:
+        ca.get("/api/conversations")  # the owner cookie
+        with httpx.Client(base_url=b.url, timeout=20, cookies=ca.cookies) as cb:
+            yield ca, cb
+
+
+def test_post_on_one_read_and_stop_on_the_other(cluster: tuple[Server, Server]) -> None:
+    a, b = cluster
+    with clients(a, b) as (ca, cb):
+        conversation_id = new_conversation(ca)
+        sent = send(ca, conversation_id, "long " + directive(tokens=600, gap=0.01))
+        first = read_events(cb, sent["stream_url"], limit=15)
+        assert first[0]["event"] == "start"
+        assert first[0]["data"]["model"] == "fake-gpt"
+        assert text_of(first)
+        response = cb.post(f"/api/messages/{sent['assistant_message']['id']}/stop", json={})
+        assert response.status_code == 200
+        stopped = response.json()
+        assert stopped["status"] == "stopped"
+        assert stopped["content"].startswith(text_of(first))
+        assert len(stopped["content"].split()) < 600
+        for client in (cb, ca):
+            events = read_events(client, sent["stream_url"])
+            assert text_of(events) == stopped["content"]  # byte for byte
+            assert events[-1]["data"]["status"] == "stopped"
+        assert wait_for_answer(ca, conversation_id,
+                               sent["assistant_message"]["id"])["content"] == stopped["content"]
+
+
+def test_reader_on_another_instance_resumes_anywhere(cluster: tuple[Server, Server]) -> None:
+    a, b = cluster
+    with clients(a, b) as (ca, cb):
+        conversation_id = new_conversation(ca)
+        sent = send(ca, conversation_id, "long " + directive(tokens=300, gap=0.01))
+        received, last_id, hops = "", None, 0
+        while True:
+            client = (ca, cb)[hops % 2]  # no affinity: alternate instances
+            headers: dict[str, str] = {"Last-Event-ID": last_id} if last_id else {}
+            with client.stream("GET", sent["stream_url"], headers=headers) as response:
+                deadline = time.monotonic() + 0.2  # hang up every 200 ms
+                buffer, ended = "", False
+                for chunk in response.iter_text():
+                    buffer += chunk
+                    *blocks, buffer = buffer.split("\n\n")
+                    for block in blocks:
+                        for event in sse.parse(block + "\n\n"):
+                            if event["event"] == "message":
+                                received += event["data"]["text"]
+                            last_id = event["id"]
+                            ended = ended or event["event"] == "end"
+                    if ended or time.monotonic() > deadline:
+                        break
+            hops += 1
+            if ended:
+                break
+        assert hops > 5
+        answer = wait_for_answer(ca, conversation_id, sent["assistant_message"]["id"])
+        assert answer["status"] == "complete"
+        assert received == answer["content"]
+        assert len(answer["content"].split()) == 300
+
+
+def test_killed_generator_ends_interrupted_for_readers_elsewhere(
+        cluster: tuple[Server, Server]) -> None:
+    a, b = cluster
+    with clients(a, b) as (ca, cb):
+        conversation_id = new_conversation(ca)
+        sent = send(ca, conversation_id, "long " + directive(tokens=3000, gap=0.01))
+        events: list[dict[str, Any]] = []
+        reader = threading.Thread(target=lambda: events.extend(
+            read_events(cb, sent["stream_url"])))
+        reader.start()
+        time.sleep(1.0)
+        a.kill()
+        killed_at = time.monotonic()
+        reader.join(timeout=15)
+        assert not reader.is_alive(), "the reader on B never got an end"
+        # Within the lease (2 s) plus one sweep period.
+        assert time.monotonic() - killed_at < 6
+        assert events[-1]["event"] == "end"
+        assert events[-1]["data"]["status"] == "interrupted"
+        answer = wait_for_answer(cb, conversation_id, sent["assistant_message"]["id"])
+        assert answer["status"] == "interrupted"
+        assert answer["content"]
+        assert text_of(events) == answer["content"]
+
+
+def test_redis_restarted_mid_answer(cluster: tuple[Server, Server],
+                                    redis_server: RedisServer) -> None:
+    a, b = cluster
+    with clients(a, b) as (ca, cb):
+        conversation_id = new_conversation(ca)
+        sent = send(ca, conversation_id, "long " + directive(tokens=400, gap=0.01))
+        received, last_id = "", None
+        read_events(cb, sent["stream_url"], limit=5)
+        redis_server.stop()
+        time.sleep(0.5)
+        redis_server.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            headers: dict[str, str] = {"Last-Event-ID": last_id} if last_id else {}
+            try:
+                events = read_events(cb, sent["stream_url"], headers=headers)
+            except (httpx.HTTPError, AssertionError):
+                time.sleep(0.2)
+                continue
+            received += text_of(events)
+            if events:
+                last_id = events[-1]["id"]
+            if events and events[-1]["event"] == "end":
+                break
+        answer = wait_for_answer(ca, conversation_id, sent["assistant_message"]["id"])
+        assert answer["status"] in ("complete", "error")
+        assert received == answer["content"]
+        # The cluster still works afterwards.
+        again = send(ca, conversation_id, "again")
+        assert text_of(read_events(cb, again["stream_url"])) == "Hello from the fake model."
+
+
+def test_sigterm_drains_then_interrupts(tmp_path: Path, fake: FakeModelServer, pg_url: str,
+                                        redis_server: RedisServer) -> None:
+    env = cluster_env(fake, pg_url, redis_server.url, SHUTDOWN_GRACE_SECONDS="1.5")
+    a, b = Server(tmp_path, env, "a"), Server(tmp_path, env, "b")
+    a.start()
+    b.start()
+    try:
+        with clients(a, b) as (ca, cb):
+            c1, c2 = new_conversation(ca), new_conversation(ca)
+            short = send(ca, c1, "short " + directive(tokens=40, gap=0.02))
+            long = send(ca, c2, "long " + directive(tokens=3000, gap=0.01))
+            read_events(cb, long["stream_url"], limit=5)
+            assert a.process is not None
+            a.process.terminate()  # SIGTERM to gunicorn's master, as a platform would
+            # The short answer finishes within the grace period; the long one is interrupted
+            # with its text kept, and readers elsewhere get its end.
+            events = read_events(cb, long["stream_url"])
+            assert events[-1]["data"]["status"] == "interrupted"
+            done = wait_for_answer(cb, c1, short["assistant_message"]["id"])
+            assert done["status"] == "complete"
+            assert len(done["content"].split()) == 40
+            cut = wait_for_answer(cb, c2, long["assistant_message"]["id"])
+            assert cut["status"] == "interrupted"
+            assert text_of(events) == cut["content"]
+            a.process.wait(timeout=30)
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_database_down_when_posting_is_503_then_recovers(
+        tmp_path: Path, fake: FakeModelServer, pg_url: str, make_app: Any, serve: Any) -> None:
+    """PostgreSQL behind a TCP relay the test can cut: a 503, nothing half-stored, recovery."""
+    from .relay import Relay
+
+    with Relay(5432) as relay:
+        url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{relay.port}")
+        live = serve(make_app(url))
+        with live.client() as client:
+            conversation_id = new_conversation(client)
+            relay.cut()
+            response = client.post(f"/api/conversations/{conversation_id}/messages",
+                                   json={"content": "hello"})
+            assert response.status_code == 503
+            assert response.json()["error"]["code"] == "database_unavailable"
+            assert "psycopg" not in response.text
+            relay.restore()
+            conversation = client.get(f"/api/conversations/{conversation_id}")
+            assert conversation.status_code == 200
+            assert conversation.json()["messages"] == []
+            sent = send(client, conversation_id, "hello again")
+            answer = wait_for_answer(client, conversation_id, sent["assistant_message"]["id"])
+            assert answer["content"] == "Hello from the fake model."
