@@ -281,3 +281,27 @@ def test_database_down_when_posting_is_503_then_recovers(
             sent = send(client, conversation_id, "hello again")
             answer = wait_for_answer(client, conversation_id, sent["assistant_message"]["id"])
             assert answer["content"] == "Hello from the fake model."
+
+
+def test_expired_stream_is_served_from_the_database(
+        tmp_path: Path, fake: FakeModelServer, pg_url: str, redis_server: RedisServer) -> None:
+    env = cluster_env(fake, pg_url, redis_server.url, STREAM_EXPIRE_SECONDS="1")
+    a = Server(tmp_path, env, "a")
+    a.start()
+    try:
+        with httpx.Client(base_url=a.url, timeout=20) as client:
+            conversation_id = new_conversation(client)
+            sent = send(client, conversation_id, "hi " + directive(tokens=50))
+            live_text = text_of(read_events(client, sent["stream_url"]))
+            stream_key = f"brook:answer:{sent['assistant_message']['id']}"
+            r = redis.Redis.from_url(redis_server.url)
+            deadline = time.monotonic() + 10
+            while r.exists(stream_key):
+                assert time.monotonic() < deadline, "the finished stream never expired"
+                time.sleep(0.2)
+            r.close()
+            events = read_events(client, sent["stream_url"], headers={"Last-Event-ID": "5"})
+            assert live_text[:5] + text_of(events) == live_text
+            assert events[-1]["data"]["status"] == "complete"
+    finally:
+        a.stop()
