@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
+from azure.core.credentials import TokenCredential
 from dotenv import load_dotenv
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -21,23 +22,31 @@ from .chat.service import ChatService
 from .chat.tokens import TokenCounter, cached_encoding
 from .config import Settings, load_settings
 from .providers import build_provider
+from .telemetry import init_telemetry, instrument
 
 __all__ = ["create_app"]
 
 
-def create_app(env: Mapping[str, str] | None = None) -> Flask:
+def create_app(env: Mapping[str, str] | None = None, *,
+               credential: TokenCredential | None = None) -> Flask:
     """The app factory.
 
     `env` replaces the process environment (tests pass their own); without it Brook reads
     `os.environ`, after loading `.env` from the working directory if there is one.
+    `credential` signs in to Azure (Entra ID) where keyless access is configured; by default
+    a `DefaultAzureCredential` (managed identity in Azure, developer sign-in locally).
     """
     if env is None:
         load_dotenv(".env")
         env = os.environ
-    app = Flask(__name__, instance_path=str(Path(env.get("BROOK_INSTANCE_PATH")
-                                                 or "instance").resolve()))
-    settings = load_settings(env, Path(app.instance_path))
+    instance = Path(env.get("BROOK_INSTANCE_PATH") or "instance").resolve()
+    settings = load_settings(env, instance)
     _configure_logging(settings)
+    telemetry = init_telemetry(settings)
+    app = Flask(__name__, instance_path=str(instance))
+    if telemetry:
+        instrument(app)
+    credential = credential or azure_credential(settings)
     app.config.update(
         BROOK_SETTINGS=settings,
         SECRET_KEY=settings.secret_key or _instance_secret(Path(app.instance_path)),
@@ -52,7 +61,8 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
-    engine = db.make_engine(settings.database_url)
+    engine = db.make_engine(settings.database_url,
+                            credential if settings.database_entra_auth else None)
     try:
         db.ensure_schema(engine)
     except Exception:
@@ -61,7 +71,7 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     sessions = db.init_app(app, engine)
     errors.init_app(app)
 
-    chat = ChatService(sessions, build_provider(settings), settings,
+    chat = ChatService(sessions, build_provider(settings, credential), settings,
                        TokenCounter(cached_encoding()), make_bus(settings))
     if isinstance(chat.bus, RedisBus):
         chat.bus.on_stop(chat.stop_local)
@@ -73,6 +83,18 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
     return app
+
+
+def azure_credential(settings: Settings) -> TokenCredential | None:
+    """One Entra ID credential for the app, when something signs in without a key."""
+    keyless_openai = settings.provider == "azure" and not settings.azure_openai_api_key
+    if not (keyless_openai or settings.database_entra_auth):
+        return None
+    from azure.identity import DefaultAzureCredential
+
+    credential = DefaultAzureCredential()
+    atexit.register(credential.close)
+    return credential
 
 
 def make_bus(settings: Settings) -> LocalBus:

@@ -11,7 +11,7 @@ from flask import Flask
 from flask.cli import FlaskGroup
 from sqlalchemy.orm import sessionmaker
 
-from . import create_app, db
+from . import azure_credential, create_app, db
 from .config import ConfigError, load_settings
 
 
@@ -44,7 +44,8 @@ def db_group() -> None:
 def db_upgrade() -> None:
     """Apply the database migrations (SQLite or the PostgreSQL at DATABASE_URL)."""
     settings = _settings_from_env()
-    db.upgrade(settings.database_url)
+    db.upgrade(settings.database_url, azure_credential(settings)
+               if settings.database_entra_auth else None)
     click.echo("Database is up to date.")
 
 
@@ -59,10 +60,11 @@ def db_upgrade() -> None:
 def serve(dev: bool, host: str, port: int, workers: int) -> None:
     """Serve Brook: gunicorn with gevent workers, or the dev server with --dev."""
     settings = _settings_from_env()
+    # Answers left `streaming` by the previous run of this server cannot continue.
+    credential = azure_credential(settings) if settings.database_entra_auth else None
     if settings.database_url.startswith("sqlite:"):
         db.upgrade(settings.database_url)
-    # Answers left `streaming` by the previous run of this server cannot continue.
-    engine = db.make_engine(settings.database_url)
+    engine = db.make_engine(settings.database_url, credential)
     count = db.mark_interrupted(sessionmaker(engine))
     engine.dispose()  # before gunicorn forks: workers open their own connections
     if count:

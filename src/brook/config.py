@@ -47,6 +47,8 @@ class Settings:
     max_message_chars: int = 32_000
     flush_interval: float = 0.25
     flush_chars: int = 2_000
+    database_entra_auth: bool = False
+    appinsights_connection_string: str | None = field(default=None, repr=False)
     redis_url: str | None = field(default=None, repr=False)
     stream_coalesce: float = 0.025
     stream_keepalive: float = 15.0
@@ -202,6 +204,13 @@ def load_settings(env: Mapping[str, str] | None = None,
             "OPENAI_BASE_URL (an OpenAI-compatible server such as Ollama: http://localhost:11434/v1)."
         )
 
+    entra = _parse(env, "DATABASE_ENTRA_AUTH", False, _bool, "true or false")
+    if entra and not _database_url(env, instance_path).startswith("postgresql"):
+        raise ConfigError(
+            "DATABASE_ENTRA_AUTH=true needs a PostgreSQL DATABASE_URL: set it to "
+            "postgresql://<identity name>@<server>.postgres.database.azure.com/<db>"
+            "?sslmode=require, or set DATABASE_ENTRA_AUTH=false."
+        )
     system_prompt = env.get("SYSTEM_PROMPT", "").strip() or DEFAULT_SYSTEM_PROMPT
     return Settings(
         database_url=_database_url(env, instance_path),
@@ -230,6 +239,8 @@ def load_settings(env: Mapping[str, str] | None = None,
                               "a whole number of milliseconds greater than 0") / 1000,
         flush_chars=_parse(env, "FLUSH_CHARS", 2_000, _positive_int,
                            "a whole number of characters greater than 0"),
+        database_entra_auth=_parse(env, "DATABASE_ENTRA_AUTH", False, _bool, "true or false"),
+        appinsights_connection_string=_get(env, "APPLICATIONINSIGHTS_CONNECTION_STRING"),
         redis_url=_redis_url(env),
         stream_coalesce=_parse(env, "STREAM_COALESCE_MS", 25, _non_negative_int,
                                "a whole number of milliseconds, 0 or more") / 1000,

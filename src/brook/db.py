@@ -12,6 +12,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from azure.core.credentials import TokenCredential
 from flask import Flask, current_app, g
 from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,8 +23,16 @@ from .models import Message, utcnow
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
-    """Create the engine; SQLite gets WAL, a busy timeout and enforced foreign keys."""
+POSTGRES_ENTRA_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
+
+
+def make_engine(url: str, credential: TokenCredential | None = None) -> Engine:
+    """Create the engine; SQLite gets WAL, a busy timeout and enforced foreign keys.
+
+    With `credential` (Microsoft Entra ID), each new PostgreSQL connection signs in with a
+    fresh access token as its password; the credential caches tokens and renews them before
+    they expire, and connections are recycled well within a token's hour.
+    """
     if url.startswith("sqlite:"):
         engine = create_engine(url, connect_args={"timeout": 30})
 
@@ -36,17 +45,32 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                           pool_recycle=1800)
+    if credential is not None:
+        token_source = credential
+
+        @event.listens_for(engine, "do_connect")
+        def _entra_password(_dialect: Any, _record: Any, _args: Any,
+                            params: dict[str, Any]) -> None:
+            params["password"] = token_source.get_token(POSTGRES_ENTRA_SCOPE).token
+
+    return engine
 
 
-def upgrade(url: str) -> None:
+def upgrade(url: str, credential: TokenCredential | None = None) -> None:
     """Apply every Alembic migration up to head (the same scripts for SQLite and PostgreSQL)."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    engine = make_engine(url, credential)
+    try:
+        with engine.begin() as connection:
+            cfg = AlembicConfig()
+            cfg.set_main_option("script_location", str(MIGRATIONS))
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+    finally:
+        engine.dispose()
 
 
 def ensure_schema(engine: Engine) -> None:
@@ -61,7 +85,11 @@ def ensure_schema(engine: Engine) -> None:
     if current == script.get_current_head():
         return
     if engine.dialect.name == "sqlite":
-        upgrade(engine.url.render_as_string(hide_password=False))
+        with engine.begin() as connection:
+            cfg = AlembicConfig()
+            cfg.set_main_option("script_location", str(MIGRATIONS))
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
         return
     raise ConfigError(
         f"The database at DATABASE_URL is at migration {current or 'none'}, not "

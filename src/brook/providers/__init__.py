@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from azure.core.credentials import TokenCredential
+
 from ..config import MODEL_HELP, Settings
 from .base import Provider, ProviderError, Unconfigured, Usage
 
 __all__ = ["Provider", "ProviderError", "Unconfigured", "Usage", "build_provider"]
 
 
-def build_provider(settings: Settings) -> Provider:
+def build_provider(settings: Settings, credential: TokenCredential | None = None) -> Provider:
     if settings.provider == "none":
         return Unconfigured(MODEL_HELP)
     from .openai_compat import OpenAICompatible
 
-    return OpenAICompatible.from_settings(settings)
+    return OpenAICompatible.from_settings(settings, credential)
