@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run demo test lint vendor screenshot clean
+.PHONY: run demo test lint infra-tools vendor screenshot clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,21 @@ $(VENV)/.installed: pyproject.toml
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
+
+# checkov (the Bicep security checks in tests/test_infra.py) pins an older pycep-parser than the
+# dev extra, so it lives in its own venv; the venv ignores itself in git (as Python 3.13's do).
+INFRA_VENV := .venv-infra
+CHECKOV_VERSION := 3.3.30
+
+$(INFRA_VENV)/.checkov-$(CHECKOV_VERSION):
+	rm -rf $(INFRA_VENV)
+	$(PYTHON) -m venv $(INFRA_VENV)
+	echo '*' > $(INFRA_VENV)/.gitignore
+	$(INFRA_VENV)/bin/pip install --quiet --upgrade pip
+	$(INFRA_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
+infra-tools: $(INFRA_VENV)/.checkov-$(CHECKOV_VERSION)  ## checkov in .venv-infra
 
 run: $(VENV)/.installed  ## install and serve on http://127.0.0.1:8000
 	$(BIN)/brook serve
@@ -27,7 +42,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/mypy
 
-test: lint  ## ruff, mypy, then every test (PostgreSQL on 127.0.0.1:5432, /usr/bin/chromium)
+test: lint infra-tools  ## ruff, mypy, then every test (PostgreSQL on 127.0.0.1:5432, /usr/bin/chromium)
 	$(BIN)/pytest
 
 vendor:  ## refresh the vendored front-end libraries from npm
@@ -37,4 +52,4 @@ screenshot: $(VENV)/.installed-dev
 	$(BIN)/python scripts/screenshot.py
 
 clean:
-	rm -rf $(VENV) instance
+	rm -rf $(VENV) $(INFRA_VENV) instance

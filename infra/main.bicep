@@ -1,0 +1,421 @@
+// Brook on Azure, provisioned by `azd up` (see docs/deploy.md): a resource group holding
+//   - App Service (Linux, Python) running Brook with gunicorn + gevent, free tier F1 or B1 and up
+//   - PostgreSQL Flexible Server, public behind firewall rules or private in a VNet
+//   - Azure OpenAI with a chat deployment (or an existing account), key auth off
+//   - a user-assigned managed identity: Brook signs in to Azure OpenAI and PostgreSQL with it
+//   - Log Analytics + Application Insights (OpenTelemetry traces and logs, never prompts)
+//   - optionally Azure Managed Redis, for several instances or workers
+// infra/main.parameters.json maps every parameter to an azd environment variable.
+targetScope = 'subscription'
+
+metadata description = 'Brook: App Service + PostgreSQL Flexible Server + Azure OpenAI, keyless.'
+
+// ----------------------------------------------------------------------------------------------
+// Environment
+// ----------------------------------------------------------------------------------------------
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment: the resource group is rg-<name> and names derive from it.')
+param environmentName string
+
+@minLength(1)
+@description('Region for every resource. PostgreSQL is not offered to every subscription everywhere: on "location is restricted", try another region such as centralus.')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Object id of whoever runs azd (azd sets AZURE_PRINCIPAL_ID): made a PostgreSQL Entra administrator and an Azure OpenAI user, for local development. Empty: nobody.')
+param principalId string = ''
+
+@description('What principalId is: User on a workstation, ServicePrincipal in CI.')
+@allowed([
+  'User'
+  'ServicePrincipal'
+])
+param principalType string = 'User'
+
+// ----------------------------------------------------------------------------------------------
+// App Service
+// ----------------------------------------------------------------------------------------------
+
+@description('App Service plan SKU. F1: free tier (no always-on, 32-bit worker, 60 CPU minutes a day, no VNet integration). B1 and up: production.')
+@allowed([
+  'F1'
+  'B1'
+  'B2'
+  'B3'
+  'S1'
+  'P0v3'
+  'P1v3'
+  'P2v3'
+])
+param appServiceSku string = 'B1'
+
+@description('App Service instances. More than one needs enableRedis.')
+@minValue(1)
+@maxValue(10)
+param instanceCount int = 1
+
+@description('gunicorn worker processes per instance (WEB_CONCURRENCY); each gevent worker holds thousands of streams. More than one needs enableRedis.')
+@minValue(1)
+@maxValue(16)
+param webConcurrency int = 1
+
+@description('Python version of the App Service runtime.')
+@allowed([
+  '3.11'
+  '3.12'
+  '3.13'
+])
+param pythonVersion string = '3.12'
+
+@description('public: PostgreSQL has a public endpoint behind firewall rules (works with F1). vnet: PostgreSQL is private in a VNet and the app reaches it through VNet integration (B1 and up).')
+@allowed([
+  'public'
+  'vnet'
+])
+param networkMode string = 'public'
+
+// ----------------------------------------------------------------------------------------------
+// PostgreSQL
+// ----------------------------------------------------------------------------------------------
+
+@description('PostgreSQL major version (cannot be changed after creation).')
+@allowed([
+  '13'
+  '14'
+  '15'
+  '16'
+  '17'
+])
+param postgresVersion string = '16'
+
+@description('PostgreSQL compute SKU.')
+param postgresSkuName string = 'Standard_B1ms'
+
+@description('Tier of postgresSkuName.')
+@allowed([
+  'Burstable'
+  'GeneralPurpose'
+  'MemoryOptimized'
+])
+param postgresSkuTier string = 'Burstable'
+
+@description('PostgreSQL storage in GiB (can grow later, never shrink).')
+@allowed([
+  32
+  64
+  128
+  256
+  512
+  1024
+  2048
+  4096
+  8192
+  16384
+])
+param postgresStorageSizeGB int = 32
+
+@description('Databases created on the server.')
+param databaseNames array = [
+  'brook'
+]
+
+@description('The database Brook uses (one of databaseNames).')
+param databaseName string = 'brook'
+
+@description('Single IPv4 addresses allowed through the PostgreSQL firewall, e.g. your workstation (public mode).')
+param allowedSingleIPs array = []
+
+@description('Public mode: add the 0.0.0.0 firewall rule, through which the app (and any Azure service of any tenant) reaches the server; sign-in is still required. Ignored in vnet mode.')
+param allowAzureServices bool = true
+
+@description('entra: Brook signs in to PostgreSQL as its managed identity with a Microsoft Entra token, passwords are off. password: Brook uses the admin login and password instead.')
+@allowed([
+  'entra'
+  'password'
+])
+param postgresAuth string = 'entra'
+
+@description('Password administrator login, created with the server (usable only with postgresAuth password).')
+param postgresAdminLogin string = 'brookadmin'
+
+@secure()
+@description('Password administrator password: no default, azd generates it and keeps it in .azure/<env>/config.json.')
+@metadata({
+  azd: {
+    type: 'generate'
+    config: {
+      length: 32
+      noSpecial: true
+      minLower: 4
+      minUpper: 4
+      minNumeric: 4
+    }
+  }
+})
+param postgresAdminPassword string
+
+// ----------------------------------------------------------------------------------------------
+// Azure OpenAI
+// ----------------------------------------------------------------------------------------------
+
+@description('An existing Azure OpenAI account to use instead of creating one (its deployment must exist). Empty: create one.')
+param openAiAccountName string = ''
+
+@description('Resource group of openAiAccountName. Empty: the environment\'s resource group.')
+param openAiResourceGroupName string = ''
+
+@description('Region of the new Azure OpenAI account, where the model is offered. Empty: location.')
+param openAiLocation string = ''
+
+@description('Chat model of the new deployment.')
+param chatModelName string = 'gpt-4.1-mini'
+
+@description('Version of chatModelName.')
+param chatModelVersion string = '2025-04-14'
+
+@description('Name of the chat deployment (AZURE_OPENAI_DEPLOYMENT).')
+param chatDeploymentName string = chatModelName
+
+@description('Deployment type: GlobalStandard, DataZoneStandard or Standard.')
+param chatDeploymentSku string = 'GlobalStandard'
+
+@description('Deployment capacity in thousands of tokens per minute (within your quota).')
+@minValue(1)
+param chatDeploymentCapacity int = 30
+
+@description('Azure OpenAI API version Brook calls (AZURE_OPENAI_API_VERSION).')
+param openAiApiVersion string = '2024-10-21'
+
+// ----------------------------------------------------------------------------------------------
+// Redis and Brook
+// ----------------------------------------------------------------------------------------------
+
+@description('Create Azure Managed Redis and set REDIS_URL: required for more than one instance or worker.')
+param enableRedis bool = false
+
+@description('Azure Managed Redis SKU.')
+param redisSku string = 'Balanced_B0'
+
+@secure()
+@description('SECRET_KEY: signs the owner cookie, the same on every instance. No default: azd generates it once and keeps it in .azure/<env>/config.json.')
+@metadata({
+  azd: {
+    type: 'generate'
+    config: {
+      length: 64
+      noSpecial: true
+    }
+  }
+})
+param secretKey string
+
+// ----------------------------------------------------------------------------------------------
+// Guards: impossible combinations stop the deployment before anything is created. The values
+// are used in the resource group's tags, the first thing ARM evaluates, so preflight fails.
+// ----------------------------------------------------------------------------------------------
+
+var checkedNetworkMode = ((appServiceSku == 'F1') && (networkMode == 'vnet')) ? fail('networkMode vnet needs App Service B1 or higher: the free tier (F1) has no VNet integration. Use networkMode public with F1 (azd env set NETWORK_MODE public), or a paid SKU (azd env set APP_SERVICE_SKU B1).') : networkMode
+var checkedScale = (((instanceCount > 1) || (webConcurrency > 1)) && (!enableRedis)) ? fail('Several instances or workers share live answers through Redis: set ENABLE_REDIS true, or INSTANCE_COUNT and WEB_CONCURRENCY to 1.') : (((appServiceSku == 'F1') && (instanceCount > 1)) ? fail('The free tier (F1) runs one instance: set INSTANCE_COUNT 1 or a paid SKU.') : instanceCount)
+var checkedDatabaseName = contains(databaseNames, databaseName) ? databaseName : fail('databaseName must be one of databaseNames (the databases the server gets).')
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var privateNetwork = (checkedNetworkMode == 'vnet')
+var identityName = 'id-web-${resourceToken}'
+var postgresServerName = 'psql-${resourceToken}'
+var useExistingOpenAi = !empty(openAiAccountName)
+var developerPostgresRole = 'azd-${take(uniqueString(principalId), 8)}'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: union(tags, {
+    'brook-network-mode': checkedNetworkMode
+    'brook-instances': string(checkedScale)
+    'brook-database': checkedDatabaseName
+  })
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: identityName
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: 'log-${resourceToken}'
+    applicationInsightsName: 'appi-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module network 'modules/network.bicep' = if (privateNetwork) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: 'vnet-${resourceToken}'
+    location: location
+    tags: tags
+    postgresServerName: postgresServerName
+  }
+}
+
+module postgres 'modules/postgres.bicep' = {
+  name: 'postgres'
+  scope: rg
+  params: {
+    name: postgresServerName
+    location: location
+    tags: tags
+    version: postgresVersion
+    skuName: postgresSkuName
+    skuTier: postgresSkuTier
+    storageSizeGB: postgresStorageSizeGB
+    databaseNames: databaseNames
+    allowedSingleIPs: allowedSingleIPs
+    allowAzureServices: allowAzureServices
+    delegatedSubnetId: privateNetwork ? network!.outputs.databaseSubnetId : ''
+    privateDnsZoneId: privateNetwork ? network!.outputs.privateDnsZoneId : ''
+    authMode: postgresAuth
+    administratorLogin: postgresAdminLogin
+    administratorLoginPassword: postgresAdminPassword
+    // The app's identity is a database principal: its name is the role Brook signs in as.
+    entraAdministrators: concat([
+      {
+        objectId: identity.outputs.principalId
+        name: identityName
+        type: 'ServicePrincipal'
+      }
+    ], empty(principalId) ? [] : [
+      {
+        objectId: principalId
+        name: developerPostgresRole
+        type: principalType
+      }
+    ])
+  }
+}
+
+module openAi 'modules/openai.bicep' = if (!useExistingOpenAi) {
+  name: 'openai'
+  scope: rg
+  params: {
+    name: 'oai-${resourceToken}'
+    location: empty(openAiLocation) ? location : openAiLocation
+    tags: tags
+    deploymentName: chatDeploymentName
+    modelName: chatModelName
+    modelVersion: chatModelVersion
+    deploymentSku: chatDeploymentSku
+    deploymentCapacity: chatDeploymentCapacity
+  }
+}
+
+module openAiAccess 'modules/openai-access.bicep' = {
+  name: 'openai-access'
+  scope: az.resourceGroup(empty(openAiResourceGroupName) ? rg.name : openAiResourceGroupName)
+  params: {
+    accountName: useExistingOpenAi ? openAiAccountName : openAi!.outputs.name
+    principals: concat([
+      {
+        id: identity.outputs.principalId
+        type: 'ServicePrincipal'
+      }
+    ], empty(principalId) ? [] : [
+      {
+        id: principalId
+        type: principalType
+      }
+    ])
+  }
+  dependsOn: [
+    rg
+  ]
+}
+
+module redis 'modules/redis.bicep' = if (enableRedis) {
+  name: 'redis'
+  scope: rg
+  params: {
+    name: 'redis-${resourceToken}'
+    location: location
+    tags: tags
+    skuName: redisSku
+  }
+}
+
+var entraDatabaseAuth = (postgresAuth == 'entra')
+var databaseUrl = entraDatabaseAuth ? 'postgresql://${identityName}@${postgres.outputs.fqdn}:5432/${checkedDatabaseName}?sslmode=require' : 'postgresql://${postgresAdminLogin}:${uriComponent(postgresAdminPassword)}@${postgres.outputs.fqdn}:5432/${checkedDatabaseName}?sslmode=require'
+
+// What Brook reads in production; tests/test_infra.py holds these names to the variables the
+// app reads (no missing one, no stale one). REDIS_URL is added in appservice.bicep when Redis is
+// on; SECRET_KEY and DATABASE_URL go in secretSettings below.
+var appSettings = {
+  // App Service builds the upload (infra/app/package.sh) with Oryx: `pip install -r
+  // requirements.txt`, whose one line `.` makes it `pip install .`.
+  SCM_DO_BUILD_DURING_DEPLOYMENT: 'true'
+  ENABLE_ORYX_BUILD: 'true'
+  HOST: '0.0.0.0'
+  PORT: '8000'
+  WEB_CONCURRENCY: string(webConcurrency)
+  TRUSTED_PROXIES: '1'
+  MODEL_PROVIDER: 'azure'
+  AZURE_OPENAI_ENDPOINT: openAiAccess.outputs.endpoint
+  AZURE_OPENAI_DEPLOYMENT: chatDeploymentName
+  AZURE_OPENAI_API_VERSION: openAiApiVersion
+  AZURE_CLIENT_ID: identity.outputs.clientId
+  DATABASE_ENTRA_AUTH: entraDatabaseAuth ? 'true' : 'false'
+  APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.applicationInsightsConnectionString
+}
+
+module web 'modules/appservice.bicep' = {
+  name: 'web'
+  scope: rg
+  params: {
+    planName: 'plan-${resourceToken}'
+    siteName: 'app-${resourceToken}'
+    location: location
+    tags: tags
+    sku: appServiceSku
+    instanceCount: checkedScale
+    pythonVersion: pythonVersion
+    identityId: identity.outputs.id
+    virtualNetworkSubnetId: privateNetwork ? network!.outputs.webSubnetId : ''
+    redisName: enableRedis ? redis!.outputs.name : ''
+    appSettings: appSettings
+    secretSettings: {
+      SECRET_KEY: secretKey
+      DATABASE_URL: databaseUrl
+    }
+  }
+}
+
+// azd writes these to .azure/<env>/.env. The AZURE_OPENAI_* ones are Brook's own variables, so
+// `azd env get-values` gives a developer what Brook needs to use this Azure OpenAI keylessly.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_OPENAI_ENDPOINT string = openAiAccess.outputs.endpoint
+output AZURE_OPENAI_DEPLOYMENT string = chatDeploymentName
+output AZURE_OPENAI_API_VERSION string = openAiApiVersion
+output SERVICE_WEB_NAME string = web.outputs.name
+output SERVICE_WEB_URI string = web.outputs.uri
+output POSTGRES_HOST string = postgres.outputs.fqdn
+output POSTGRES_DATABASE string = checkedDatabaseName
+output POSTGRES_DEVELOPER_ROLE string = empty(principalId) ? '' : developerPostgresRole

@@ -1,0 +1,177 @@
+// App Service on Linux for Python: the plan, the site, its app settings and its hardening.
+//
+// The free tier (F1) needs alwaysOn false and a 32-bit worker process (see the seed post);
+// otherwise Azure answers: "Cannot update the site '<name>' because it uses x64 worker process
+// which is not allowed in the target compute mode." F1 also has no VNet integration.
+
+@description('Name of the App Service plan.')
+param planName string
+
+@description('Name of the site: https://<name>.azurewebsites.net.')
+param siteName string
+
+@description('Azure region.')
+param location string
+
+@description('Tags for both resources; the site also gets azd-service-name: web.')
+param tags object = {}
+
+@description('Plan SKU: F1 (free) or B1 and up.')
+@allowed([
+  'F1'
+  'B1'
+  'B2'
+  'B3'
+  'S1'
+  'P0v3'
+  'P1v3'
+  'P2v3'
+])
+param sku string
+
+@description('Number of instances (F1: 1).')
+@minValue(1)
+param instanceCount int = 1
+
+@description('Python version of the runtime (Brook needs 3.11 or later).')
+param pythonVersion string
+
+@description('Resource id of the user-assigned identity the app runs as.')
+param identityId string
+
+@description('Subnet delegated to Microsoft.Web/serverFarms for VNet integration; empty for none.')
+param virtualNetworkSubnetId string = ''
+
+@description('Name of the Azure Managed Redis cluster whose database REDIS_URL points at; empty for none.')
+param redisName string = ''
+
+@description('App settings that are not secret (see tests/test_infra.py for the full contract).')
+param appSettings object
+
+@secure()
+@description('App settings that are secret (SECRET_KEY, DATABASE_URL): kept out of the deployment history.')
+param secretSettings object
+
+var freeTier = (sku == 'F1')
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'linux'
+  sku: {
+    name: sku
+    capacity: instanceCount
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  name: siteName
+  location: location
+  tags: union(tags, {
+    'azd-service-name': 'web'
+  })
+  kind: 'app,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    // Any instance serves any stream (Redis), so no session affinity cookie.
+    clientAffinityEnabled: false
+    // Regional VNet integration (what the seed post's networkConfig child resource does).
+    // Only private (RFC 1918) traffic goes into the VNet: the database's private address.
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
+    siteConfig: {
+      linuxFxVersion: 'PYTHON|${pythonVersion}'
+      // Migrate, then gunicorn with gevent workers (gunicorn.conf.py / brook.gunicorn_conf).
+      appCommandLine: 'brook db upgrade && brook serve --host 0.0.0.0 --port 8000'
+      alwaysOn: !freeTier
+      use32BitWorkerProcess: freeTier
+      healthCheckPath: '/healthz'
+      ftpsState: 'Disabled'
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      http20Enabled: true
+      remoteDebuggingEnabled: false
+    }
+  }
+}
+
+// REDIS_URL carries the access key, so it is built here from listKeys() instead of passing
+// through a deployment parameter or output. uriComponent: the key may contain / + =.
+resource redisCluster 'Microsoft.Cache/redisEnterprise@2025-07-01' existing = {
+  name: empty(redisName) ? 'none' : redisName
+
+  resource database 'databases' existing = {
+    name: 'default'
+  }
+}
+
+var redisSettings = empty(redisName) ? {} : {
+  REDIS_URL: 'rediss://:${uriComponent(redisCluster::database.listKeys().primaryKey)}@${redisCluster.properties.hostName}:10000/0'
+}
+
+resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: site
+  name: 'appsettings'
+  properties: union(appSettings, secretSettings, redisSettings)
+}
+
+resource logs 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: site
+  name: 'logs'
+  properties: {
+    applicationLogs: {
+      fileSystem: {
+        level: 'Warning'
+      }
+    }
+    httpLogs: {
+      fileSystem: {
+        enabled: true
+        retentionInDays: 3
+        retentionInMb: 35
+      }
+    }
+    detailedErrorMessages: {
+      enabled: true
+    }
+    failedRequestsTracing: {
+      enabled: true
+    }
+  }
+  dependsOn: [
+    settings
+  ]
+}
+
+// No FTP and no basic-auth deployments: azd deploys with a Microsoft Entra token.
+resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+  dependsOn: [
+    ftpCredentials
+  ]
+}
+
+output name string = site.name
+output uri string = 'https://${site.properties.defaultHostName}'

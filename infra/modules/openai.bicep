@@ -1,0 +1,70 @@
+// An Azure OpenAI account with one chat model deployment. Key authentication is off
+// (disableLocalAuth): callers sign in with Microsoft Entra ID, and the web app's identity gets
+// the "Cognitive Services OpenAI User" role in openai-access.bicep.
+
+@description('Account name; also its custom subdomain, <name>.openai.azure.com, which Entra sign-in needs.')
+param name string
+
+@description('Azure region: pick one that offers the model (see docs/deploy.md).')
+param location string
+
+@description('Tags for the account.')
+param tags object = {}
+
+@description('Name of the chat deployment: what AZURE_OPENAI_DEPLOYMENT names.')
+param deploymentName string
+
+@description('Model to deploy, e.g. gpt-4.1-mini.')
+param modelName string
+
+@description('Model version, e.g. 2025-04-14.')
+param modelVersion string
+
+@description('Deployment type: GlobalStandard (pay per token, routed worldwide), Standard (in region), DataZoneStandard.')
+param deploymentSku string
+
+@description('Capacity in thousands of tokens per minute; limited by your quota for the model and region.')
+@minValue(1)
+param deploymentCapacity int
+
+resource account 'Microsoft.CognitiveServices/accounts@2024-10-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'OpenAI'
+  sku: {
+    name: 'S0'
+  }
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    customSubDomainName: name
+    disableLocalAuth: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+    }
+  }
+}
+
+resource chatDeployment 'Microsoft.CognitiveServices/accounts/deployments@2024-10-01' = {
+  parent: account
+  name: deploymentName
+  sku: {
+    name: deploymentSku
+    capacity: deploymentCapacity
+  }
+  properties: {
+    model: {
+      format: 'OpenAI'
+      name: modelName
+      version: modelVersion
+    }
+    versionUpgradeOption: 'OnceCurrentVersionExpired'
+  }
+}
+
+output name string = account.name
+output endpoint string = account.properties.endpoint
+output deploymentName string = chatDeployment.name

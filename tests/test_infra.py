@@ -1,0 +1,920 @@
+"""The Azure deployment (azure.yaml, infra/, .github/workflows), validated without Azure.
+
+No Bicep compiler or Azure account is reachable here, so:
+
+- every .bicep file must parse (pycep-parser);
+- the contract: the app settings the Bicep gives App Service are exactly the production
+  settings decided below for every variable Brook reads (no missing one, no stale one), and
+  the azd outputs match the Azure variables in .env.sample;
+- structure tests pin what the seed posts and issue 5 ask for: the free tier's settings, the
+  VNet, its delegations and private DNS zone, keyless access, the guard against vnet + F1;
+- checkov (`make infra-tools` installs it in .venv-infra) finds nothing beyond
+  tests/infra/checkov-baseline.json, and the PostgreSQL checks in tests/infra/checks flag the
+  bad servers in tests/infra/fixtures.
+
+A missing tool is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import itertools
+import json
+import operator
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from pycep import BicepParser
+
+ROOT = Path(__file__).resolve().parent.parent
+INFRA = ROOT / "infra"
+MODULES = INFRA / "modules"
+CHECKS = ROOT / "tests" / "infra" / "checks"
+FIXTURES = ROOT / "tests" / "infra" / "fixtures"
+BASELINE = ROOT / "tests" / "infra" / "checkov-baseline.json"
+CHECKOV = ROOT / ".venv-infra" / "bin" / "checkov"
+WORKFLOWS = ROOT / ".github" / "workflows"
+
+# ----------------------------------------------------------------------------------------------
+# The contract: every variable Brook reads gets a decision.
+# ----------------------------------------------------------------------------------------------
+
+# Production settings the Bicep must set on App Service, and why.
+SET_BY_BICEP = {
+    "DATABASE_URL": "the PostgreSQL Flexible Server: postgresql://<identity name>@<server>"
+                    ".postgres.database.azure.com:5432/brook?sslmode=require (Entra), or the admin "
+                    "login and password with postgresAuth password; a secret setting",
+    "DATABASE_ENTRA_AUTH": "'true' with postgresAuth entra (the default): each connection "
+                           "signs in with a fresh Microsoft Entra token as password",
+    "AZURE_CLIENT_ID": "the user-assigned identity DefaultAzureCredential signs in as, for "
+                       "Azure OpenAI and PostgreSQL (read by azure-identity, not Brook's code)",
+    "AZURE_OPENAI_ENDPOINT": "the account created (or named) by the Bicep",
+    "AZURE_OPENAI_DEPLOYMENT": "the chat deployment created (or named) by the Bicep",
+    "AZURE_OPENAI_API_VERSION": "pinned by a parameter, so production never changes API "
+                                "version behind your back",
+    "MODEL_PROVIDER": "'azure': start-up fails fast if the Azure OpenAI settings go missing "
+                      "instead of falling back to another provider",
+    "SECRET_KEY": "from the @secure() secretKey parameter azd generates once: the same on every "
+                  "instance and across restarts, so owner cookies stay valid; a secret setting",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "traces and logs to Application Insights through "
+                                             "OpenTelemetry (never prompts or answers)",
+    "TRUSTED_PROXIES": "'1': App Service's front end is the one proxy whose X-Forwarded-* "
+                       "headers are trusted (scheme, client address)",
+    "HOST": "'0.0.0.0': App Service reaches the container from outside",
+    "PORT": "'8000': where App Service sends traffic for Python apps",
+    "WEB_CONCURRENCY": "gunicorn workers per instance (parameter webConcurrency)",
+    "REDIS_URL": "only with enableRedis: rediss:// to Azure Managed Redis, access key from "
+                 "listKeys(), built in appservice.bicep so it never passes a parameter",
+}
+# ... of which these are set only when a parameter asks for them.
+CONDITIONAL = {"REDIS_URL"}
+# ... and these carry secrets: passed through a @secure() parameter or built from listKeys().
+SECRET = {"DATABASE_URL", "SECRET_KEY", "REDIS_URL"}
+
+# Read by Brook but deliberately not set by the Bicep.
+NOT_SET = {
+    "AZURE_OPENAI_API_KEY": "keyless: the account has key authentication disabled",
+    "OPENAI_API_KEY": "the provider is Azure OpenAI; with MODEL_PROVIDER=azure it is ignored",
+    "OPENAI_BASE_URL": "the provider is Azure OpenAI",
+    "OPENAI_MODEL": "the provider is Azure OpenAI (AZURE_OPENAI_DEPLOYMENT names the model)",
+    "WEBSITE_AUTH_ENABLED": "App Service sets it itself when Authentication is on; setting it "
+                            "without Authentication would trust forgeable headers",
+    "BROOK_INSTANCE_PATH": "only holds the default SQLite file and a generated key; production "
+                           "has DATABASE_URL and SECRET_KEY",
+    "TIKTOKEN_CACHE_DIR": "optional tiktoken cache; without it Brook estimates token counts "
+                          "high and never downloads",
+    "DATA_GYM_CACHE_DIR": "tiktoken's older name for TIKTOKEN_CACHE_DIR",
+    "LOG_LEVEL": "tunable; Brook's default INFO suits production",
+    "MODEL_TIMEOUT": "tunable with a default",
+    "MODEL_CONNECT_TIMEOUT": "tunable with a default",
+    "MODEL_MAX_RETRIES": "tunable with a default",
+    "SYSTEM_PROMPT": "tunable with a default",
+    "PROMPT_TOKEN_BUDGET": "tunable with a default",
+    "MAX_MESSAGE_CHARS": "tunable with a default",
+    "FLUSH_INTERVAL_MS": "tunable with a default",
+    "FLUSH_CHARS": "tunable with a default",
+    "STREAM_COALESCE_MS": "tunable with a default",
+    "STREAM_KEEPALIVE_SECONDS": "tunable with a default (15 s keeps App Service's front end "
+                                "from closing idle streams)",
+    "STREAM_LEASE_SECONDS": "tunable with a default",
+    "STREAM_EXPIRE_SECONDS": "tunable with a default",
+    "SHUTDOWN_GRACE_SECONDS": "tunable with a default",
+    "GUNICORN_WORKER_CONNECTIONS": "tunable with a default",
+    "BROOK_LOCAL_MODEL": "the in-process local model (an optional extra) is not deployed: "
+                         "App Service runs Brook against Azure OpenAI",
+    "LOCAL_MODEL_DEVICE": "local model only",
+    "LOCAL_MODEL_CONCURRENCY": "local model only",
+    "LOCAL_MODEL_QUEUE": "local model only",
+    "LOCAL_MODEL_MAX_TOKENS": "local model only",
+}
+
+# App Service settings that Brook does not read.
+PLATFORM = {
+    "SCM_DO_BUILD_DURING_DEPLOYMENT": "App Service builds the upload with Oryx (pip install .)",
+    "ENABLE_ORYX_BUILD": "the Oryx build, not the legacy Kudu one",
+}
+
+# azd outputs that are azd's own, not Brook's (azd writes every output to .azure/<env>/.env).
+AZD_OUTPUTS = {
+    "AZURE_LOCATION": "azd's region",
+    "AZURE_TENANT_ID": "azd's tenant",
+    "AZURE_RESOURCE_GROUP": "azd finds the resources in it",
+    "SERVICE_WEB_NAME": "the App Service site",
+    "SERVICE_WEB_URI": "where Brook answers",
+    "POSTGRES_HOST": "for psql from a workstation (docs/deploy.md)",
+    "POSTGRES_DATABASE": "for psql",
+    "POSTGRES_DEVELOPER_ROLE": "the PostgreSQL role of whoever ran azd",
+}
+# Azure variables of .env.sample that are deliberately not outputs.
+NOT_OUTPUT = {
+    "AZURE_OPENAI_API_KEY": "keyless: there is no key",
+    "AZURE_CLIENT_ID": "the web app's managed identity exists only in Azure; on a workstation "
+                       "it would make azure-identity look for it instead of your `az login`",
+}
+
+
+def variables_brook_reads() -> set[str]:
+    """The variables Brook's source reads: test_config's patterns, plus loops over names."""
+    source = "".join(p.read_text() for p in (ROOT / "src" / "brook").rglob("*.py"))
+    read = set(re.findall(r'(?:_get|_parse|env\.get|environ\.get)\(\s*(?:env,\s*)?"([A-Z_]{4,})"',
+                          source))
+    for names in re.findall(r'for \w+ in \(((?:\s*"[A-Z][A-Z0-9_]{3,}",?)+)\s*\)', source):
+        read |= set(re.findall(r'"([A-Z][A-Z0-9_]+)"', names))
+    return read
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading Bicep (pycep gives JSON; identifiers and string literals both come out as strings)
+# ----------------------------------------------------------------------------------------------
+
+@functools.cache
+def _parser() -> BicepParser:
+    return BicepParser()
+
+
+@functools.cache
+def bicep(path: Path) -> dict[str, Any]:
+    return dict(_parser().parse(file_path=path))
+
+
+def main() -> dict[str, Any]:
+    return bicep(INFRA / "main.bicep")
+
+
+def module(name: str) -> dict[str, Any]:
+    return bicep(MODULES / f"{name}.bicep")
+
+
+def body(resource: dict[str, Any]) -> dict[str, Any]:
+    """A resource's or module's properties, inside an `if (...)` or `for` if it has one."""
+    config: dict[str, Any] = resource["config"]
+    if "config" in config and ("condition" in config or "loop_type" in config):
+        inner: dict[str, Any] = config["config"]
+        return inner
+    return config
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in (template.get("resources") or {}).items() if r["type"] == kind}
+
+
+def only(template: dict[str, Any], kind: str) -> dict[str, Any]:
+    found = resources(template, kind)
+    assert len(found) == 1, f"expected one {kind}, found {sorted(found)}"
+    return next(iter(found.values()))
+
+
+def strings(value: Any) -> Iterator[str]:
+    """Every string in a parsed value: identifiers, literals, interpolations."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+
+
+def expr(value: Any) -> str:
+    """A parsed expression written back roughly as Bicep: a.b.c, a::b, f(x, y), c ? t : f."""
+    if isinstance(value, dict) and "operator" in value:
+        kind, operands = value["operator"]["type"], value["operator"]["operands"]
+        parts = [expr(v) for v in operands.values()]
+        if kind == "property_accessor":
+            return ".".join(parts)
+        if kind == "nested_resource_accessor":
+            return "::".join(parts)
+        if kind == "conditional":
+            return f"{parts[0]} ? {parts[1]} : {parts[2]}"
+        return f"{kind}({', '.join(parts)})"
+    if isinstance(value, dict) and "function" in value:
+        parameters = value["function"].get("parameters") or {}
+        arguments = ", ".join(expr(v) for v in parameters.values())
+        return f"{value['function']['type']}({arguments})"
+    return value if isinstance(value, str) and value else json.dumps(value)
+
+
+def keys(value: Any) -> set[str]:
+    """The keys of every object literal in a value (through conditionals and functions)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        if "operator" not in value and "function" not in value:
+            found |= set(value)
+        for item in value.values():
+            found |= keys(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= keys(item)
+    return found
+
+
+def is_secure(template: dict[str, Any], parameter: str) -> bool:
+    decorators = template["parameters"][parameter]["decorators"]
+    return any(d["type"] == "secure" for d in decorators)
+
+
+def allowed(template: dict[str, Any], parameter: str) -> list[Any]:
+    for decorator in template["parameters"][parameter]["decorators"]:
+        if decorator["type"] == "allowed":
+            values: list[Any] = decorator["argument"]
+            return values
+    raise AssertionError(f"{parameter} has no @allowed")
+
+
+class Failed(Exception):
+    """The template called fail(message)."""
+
+
+class Evaluator:
+    """Evaluates the (fully parenthesized) expressions the structure tests need: pycep has no
+    operator precedence, which is why main.bicep parenthesizes every guard. Anything else stays
+    symbolic: a parameter without a default is its name, other expressions their text."""
+
+    COMPARISONS: ClassVar[dict[str, Callable[[Any, Any], bool]]] = {
+        "equals": operator.eq, "not_equals": operator.ne, "greater_than": operator.gt,
+        "less_than": operator.lt, "greater_than_or_equals": operator.ge,
+        "less_than_or_equals": operator.le,
+    }
+    FUNCTIONS: ClassVar[frozenset[str]] = frozenset({"fail", "empty", "contains", "string",
+                                                      "union"})
+
+    def __init__(self, template: dict[str, Any], **values: Any) -> None:
+        self.template, self.values = template, values
+
+    def name(self, name: str) -> Any:
+        parameters = self.template.get("parameters") or {}
+        variables = self.template.get("variables") or {}
+        if name in self.values:
+            return self.values[name]
+        if name in parameters:
+            default = parameters[name]["default"]
+            return name if default is None else self(default)  # no default: stays symbolic
+        if name in variables:
+            return self(variables[name]["value"])
+        return name  # a string literal
+
+    def __call__(self, node: Any) -> Any:
+        if isinstance(node, str):
+            return self.name(node)
+        if isinstance(node, list):
+            return [self(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "operator" in node:
+            return self.operation(node["operator"]["type"], node["operator"]["operands"])
+        if "function" in node:
+            kind, parameters = node["function"]["type"], node["function"].get("parameters")
+            return self.function(kind, parameters) if kind in self.FUNCTIONS else expr(node)
+        return {key: self(value) for key, value in node.items()}
+
+    def operation(self, kind: str, operands: dict[str, Any]) -> Any:
+        if kind == "conditional":
+            chosen = "true_value" if self(operands["condition"]) else "false_value"
+            return self(operands[chosen])
+        if kind == "not":
+            return not self(operands["bool_value"])
+        first, second = operands.get("operand_1"), operands.get("operand_2")
+        if kind == "and":
+            return self(first) and self(second)
+        if kind == "or":
+            return self(first) or self(second)
+        if kind not in self.COMPARISONS:
+            return expr({"operator": {"type": kind, "operands": operands}})  # stays symbolic
+        return self.COMPARISONS[kind](self(first), self(second))
+
+    def function(self, kind: str, parameters: dict[str, Any]) -> Any:
+        if kind == "union":
+            merged: dict[str, Any] = {}
+            for argument in parameters.values():
+                merged.update(self(argument))
+            return merged
+        if kind == "fail":
+            raise Failed(parameters["arg_1"])
+        if kind == "empty":
+            return not self(parameters["item_to_test"])
+        if kind == "contains":
+            return self(parameters["item_to_find"]) in self(parameters["container"])
+        if kind == "string":
+            return str(self(parameters["value_to_convert"]))
+        raise NotImplementedError(kind)
+
+
+# ----------------------------------------------------------------------------------------------
+# Files and parsing
+# ----------------------------------------------------------------------------------------------
+
+BICEP_FILES = sorted(INFRA.rglob("*.bicep")) + sorted(FIXTURES.glob("*.bicep"))
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_bicep_file_parses(path: Path) -> None:
+    parsed = bicep(path)
+    assert parsed.get("resources") or parsed.get("modules"), f"{path} declares nothing"
+
+
+def test_main_uses_every_module_and_every_module_exists() -> None:
+    used = {(INFRA / m["detail"]["path"]).resolve() for m in main()["modules"].values()}
+    assert used == {p.resolve() for p in MODULES.glob("*.bicep")}
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A simple YAML file of nested mappings and lists of scalars (azure.yaml)."""
+    root: dict[str, Any] = {}
+    # (indent, container, the mapping holding it, its key there)
+    stack: list[tuple[int, Any, dict[str, Any], str]] = [(-1, root, {}, "")]
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        indent, text = len(line) - len(line.lstrip()), line.strip()
+        while stack[-1][0] >= indent:
+            stack.pop()
+        _, container, holder, key = stack[-1]
+        if text.startswith("- "):
+            if container == {}:  # the first item: this key holds a list, not a mapping
+                container = holder[key] = []
+                stack[-1] = (stack[-1][0], container, holder, key)
+            container.append(text[2:].strip())
+            continue
+        name, _, value = text.partition(":")
+        if value.strip():
+            container[name] = value.strip().strip("'\"")
+        else:
+            container[name] = {}
+            stack.append((indent, container[name], container, name))
+    return root
+
+
+def test_azure_yaml_deploys_the_web_service_to_app_service() -> None:
+    config = read_yaml(ROOT / "azure.yaml")
+    web = config["services"]["web"]
+    assert (web["host"], web["language"], web["project"]) == ("appservice", "python", ".")
+    assert config["infra"] == {"provider": "bicep", "path": "infra", "module": "main"}
+    # azd pipeline config hands every azd environment variable the parameters file reads
+    # (but azd's own) to GitHub, and the workflow hands them back.
+    parameters = (INFRA / "main.parameters.json").read_text()
+    wanted = set(re.findall(r"\$\{(\w+)", parameters)) - {
+        "AZURE_ENV_NAME", "AZURE_LOCATION", "AZURE_PRINCIPAL_ID", "AZURE_PRINCIPAL_TYPE"}
+    pipeline = config["pipeline"]
+    assert set(pipeline["variables"]) | set(pipeline["secrets"]) == wanted
+    assert set(pipeline["secrets"]) == {"BROOK_SECRET_KEY", "POSTGRES_ADMIN_PASSWORD"}
+    # The upload is assembled by the prepackage hook into dist, and nothing else goes.
+    assert web["dist"] == "build/appservice"
+    hooks = web["hooks"]["prepackage"]
+    assert hooks["posix"]["run"] == "infra/app/package.sh"
+    assert hooks["windows"]["run"] == "infra/app/package.ps1"
+    assert (ROOT / "infra" / "app" / "package.ps1").exists()
+    # The site carries the tag azd looks for.
+    site = only(module("appservice"), "Microsoft.Web/sites")
+    assert "'azd-service-name'" in keys(body(site)["tags"])
+    assert "web" in strings(body(site)["tags"])
+
+
+def test_the_upload_installs_brook_with_pip(tmp_path: Path) -> None:
+    """What azd uploads: Brook's sources and a requirements.txt of `.`, so App Service's build
+    (Oryx) runs `pip install .`; no .env, instance/ or tests. It builds into a wheel."""
+    out = tmp_path / "appservice"
+    subprocess.run(["sh", str(INFRA / "app" / "package.sh"), str(out)], check=True,
+                   capture_output=True)
+    top = {p.name for p in out.iterdir()}
+    assert top == {"pyproject.toml", "README.md", "gunicorn.conf.py", "src", "requirements.txt"}
+    lines = [line for line in (out / "requirements.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert lines == ["."]
+    assert not list(out.rglob("__pycache__"))
+    assert not list(out.rglob("*.egg-info"))
+    wheels = tmp_path / "wheels"
+    # Offline with this venv's setuptools (Python 3.11 venvs have it), else as pip would.
+    offline = ["--no-build-isolation", "--no-index"] if find_spec("setuptools") else []
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *offline,
+                    "-w", str(wheels), str(out)], check=True, capture_output=True)
+    assert [w.name for w in wheels.glob("brook-*.whl")]
+
+
+def test_parameters_file_wires_every_parameter_to_the_azd_environment() -> None:
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    declared = main()["parameters"]
+    assert set(parameters) == set(declared), "main.parameters.json and main.bicep disagree"
+    values = {name: p["value"] for name, p in parameters.items()}
+    assert values["environmentName"] == "${AZURE_ENV_NAME}"
+    assert values["location"] == "${AZURE_LOCATION}"
+    assert values["principalId"] == "${AZURE_PRINCIPAL_ID}"
+    for name, value in values.items():
+        match = re.fullmatch(r"\$\{(\w+)(?:=(.*))?\}", value) if isinstance(value, str) else None
+        if match is None or match.group(2) is None:
+            continue
+        # A default in the parameters file must be the Bicep default and an allowed value.
+        default = Evaluator(main())(declared[name]["default"])
+        expected = str(default).lower() if isinstance(default, bool) else str(default)
+        assert match.group(2) == expected, f"{name}: {match.group(2)} here, {expected} in Bicep"
+        if any(d["type"] == "allowed" for d in declared[name]["decorators"]):
+            assert match.group(2) in [str(v) for v in allowed(main(), name)], name
+
+
+def test_no_secret_parameter_has_a_default() -> None:
+    for path in INFRA.rglob("*.bicep"):
+        template = bicep(path)
+        for name, parameter in (template.get("parameters") or {}).items():
+            secret = re.search(r"password|secret|key$", name, re.IGNORECASE)
+            if secret or is_secure(template, name):
+                assert is_secure(template, name), f"{path.name}: {name} must be @secure()"
+                assert parameter["default"] is None, f"{path.name}: {name} has a default"
+    # azd generates the two secrets once and keeps them in the environment: no prompt, no default.
+    for name in ("secretKey", "postgresAdminPassword"):
+        metadata = [d["argument"] for d in main()["parameters"][name]["decorators"]
+                    if d["type"] == "metadata"]
+        assert metadata, name
+        assert metadata[0]["azd"]["type"] == "generate", name
+
+
+# ----------------------------------------------------------------------------------------------
+# The contract
+# ----------------------------------------------------------------------------------------------
+
+def app_settings() -> dict[str, tuple[Any, str]]:
+    """Every app setting the Bicep gives App Service: name -> (value, where it is set)."""
+    settings: dict[str, tuple[Any, str]] = {}
+    plain = main()["variables"]["appSettings"]["value"]
+    secret = body(main()["modules"]["web"])["params"]["secretSettings"]
+    redis = module("appservice")["variables"]["redisSettings"]["value"]["operator"]["operands"]
+    sources = [(plain, "appSettings"), (secret, "secretSettings"),
+               (redis["false_value"], "redisSettings")]
+    for values, where in sources:
+        for name, value in values.items():
+            assert name not in settings, f"{name} is set twice"
+            settings[name] = (value, where)
+    assert redis["true_value"] == {}, "REDIS_URL must be set only when redisName is"
+    return settings
+
+
+def test_every_variable_brook_reads_has_a_production_decision() -> None:
+    read = variables_brook_reads() | {"AZURE_CLIENT_ID"}
+    assert {"DATABASE_URL", "SECRET_KEY", "PORT", "TIKTOKEN_CACHE_DIR"} <= read
+    decided = set(SET_BY_BICEP) | set(NOT_SET)
+    assert not set(SET_BY_BICEP) & set(NOT_SET)
+    assert read - decided == set(), "Brook reads these: decide in tests/test_infra.py"
+    assert decided - read == set(), "Brook no longer reads these: drop them"
+
+
+def test_app_service_gets_exactly_the_production_settings() -> None:
+    settings = app_settings()
+    assert set(settings) == set(SET_BY_BICEP) | set(PLATFORM)
+    assert {n for n, (_, where) in settings.items() if where == "redisSettings"} == CONDITIONAL
+    assert {n for n, (_, where) in settings.items() if where != "appSettings"} == SECRET
+    # The three sources are the site's settings, and only the secret ones are @secure().
+    web = module("appservice")
+    settings_resource = [body(r) for r in resources(web, "Microsoft.Web/sites/config").values()
+                         if body(r)["name"] == "appsettings"]
+    assert len(settings_resource) == 1
+    union = settings_resource[0]["properties"]["function"]
+    assert union["type"] == "union"
+    assert list(union["parameters"].values()) == [
+        "appSettings", "secretSettings", "redisSettings"]
+    assert is_secure(web, "secretSettings")
+    assert not is_secure(web, "appSettings")
+    plain_strings = set(strings(main()["variables"]["appSettings"]["value"]))
+    for name in main()["parameters"]:
+        if is_secure(main(), name):
+            assert not any(name in s for s in plain_strings), f"{name} in plain app settings"
+
+
+def test_production_setting_values() -> None:
+    settings = {name: value for name, (value, _) in app_settings().items()}
+    evaluate = Evaluator(main())
+    fixed = {"HOST": "0.0.0.0", "PORT": "8000", "TRUSTED_PROXIES": "1", "MODEL_PROVIDER": "azure",
+             "SCM_DO_BUILD_DURING_DEPLOYMENT": "true", "ENABLE_ORYX_BUILD": "true"}
+    for name, value in fixed.items():
+        assert settings[name] == value, name
+    assert evaluate(settings["WEB_CONCURRENCY"]) == "1"
+    assert evaluate(settings["AZURE_OPENAI_DEPLOYMENT"]) == "gpt-4.1-mini"
+    assert evaluate(settings["AZURE_OPENAI_API_VERSION"]) == "2024-10-21"
+    assert settings["SECRET_KEY"] == "secretKey"
+    assert is_secure(main(), "secretKey")
+    # Entra by default: the identity is the database user and the password a token.
+    assert Evaluator(main())(settings["DATABASE_ENTRA_AUTH"]) == "true"
+    assert Evaluator(main(), postgresAuth="password")(settings["DATABASE_ENTRA_AUTH"]) == "false"
+    url = main()["variables"]["databaseUrl"]["value"]["operator"]["operands"]
+    assert settings["DATABASE_URL"] == "databaseUrl"
+    assert url["condition"] == "entraDatabaseAuth"
+    entra, password = url["true_value"], url["false_value"]
+    assert entra.startswith("postgresql://${identityName}@${postgres.outputs.fqdn}:5432/")
+    assert password.startswith("postgresql://${postgresAdminLogin}:"
+                               "${uriComponent(postgresAdminPassword)}@")
+    assert entra.endswith("?sslmode=require")
+    assert password.endswith("?sslmode=require")
+    assert expr(settings["AZURE_CLIENT_ID"]) == "identity.outputs.clientId"
+    assert expr(settings["AZURE_OPENAI_ENDPOINT"]) == "openAiAccess.outputs.endpoint"
+    assert expr(settings["APPLICATIONINSIGHTS_CONNECTION_STRING"]) == \
+        "monitoring.outputs.applicationInsightsConnectionString"
+    redis_url = settings["REDIS_URL"]
+    assert redis_url.startswith("rediss://:${uriComponent(")
+    assert ".listKeys()." in redis_url
+    assert "AZURE_OPENAI_API_KEY" not in settings
+    assert "WEBSITE_AUTH_ENABLED" not in settings
+
+
+def test_outputs_match_the_azure_variables_of_env_sample() -> None:
+    outputs = main()["outputs"]
+    sample = (ROOT / ".env.sample").read_text()
+    documented = set(re.findall(r"^#?\s*(AZURE_[A-Z_]+)=", sample, re.MULTILINE))
+    assert documented == {"AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_DEPLOYMENT",
+                          "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_API_VERSION", "AZURE_CLIENT_ID"}
+    assert set(outputs) - set(AZD_OUTPUTS) == documented - set(NOT_OUTPUT)
+    assert set(AZD_OUTPUTS) <= set(outputs), "stale entries in AZD_OUTPUTS"
+    # No output is another variable Brook reads, and none carries a secret.
+    assert not (set(outputs) - documented) & variables_brook_reads()
+    secure = {n for n in main()["parameters"] if is_secure(main(), n)}
+    for name, output in outputs.items():
+        text = " ".join(strings(output["value"]))
+        assert not any(s in text for s in secure), name
+        assert "listKeys" not in text, name
+        assert not any(d["type"] == "secure" for d in output["decorators"]), name
+
+
+# ----------------------------------------------------------------------------------------------
+# Structure
+# ----------------------------------------------------------------------------------------------
+
+def test_free_tier_has_always_on_off_and_a_32_bit_worker() -> None:
+    web = module("appservice")
+    assert body(main()["modules"]["web"])["params"]["sku"] == "appServiceSku"
+    assert allowed(web, "sku") == allowed(main(), "appServiceSku")
+    site_config = body(only(web, "Microsoft.Web/sites"))["properties"]["siteConfig"]
+    for sku in allowed(main(), "appServiceSku"):
+        evaluate = Evaluator(web, sku=sku)
+        always_on = evaluate(site_config["alwaysOn"])
+        use_32_bit = evaluate(site_config["use32BitWorkerProcess"])
+        assert (always_on, use_32_bit) == ((False, True) if sku == "F1" else (True, False)), sku
+    plan = body(only(web, "Microsoft.Web/serverfarms"))
+    assert plan["sku"]["name"] == "sku"
+    assert plan["properties"]["reserved"] is True
+
+
+def test_vnet_with_the_free_tier_fails_before_anything_is_created() -> None:
+    rg = body(only(main(), "Microsoft.Resources/resourceGroups"))
+    assert "checkedNetworkMode" in strings(rg["tags"]), "the guard must be evaluated first"
+    assert "dependsOn" not in rg
+    guard = main()["variables"]["checkedNetworkMode"]["value"]
+    combinations = itertools.product(allowed(main(), "appServiceSku"),
+                                     allowed(main(), "networkMode"))
+    for sku, mode in combinations:
+        evaluate = Evaluator(main(), appServiceSku=sku, networkMode=mode)
+        if (sku, mode) == ("F1", "vnet"):
+            with pytest.raises(Failed, match=r"vnet needs App Service B1.*F1.*no VNet"):
+                evaluate(guard)
+        else:
+            assert evaluate(guard) == mode
+    # Everything that depends on the mode goes through the guard.
+    assert main()["variables"]["privateNetwork"]["value"]["operator"]["operands"]["operand_1"] \
+        == "checkedNetworkMode"
+
+
+def test_several_instances_or_workers_need_redis() -> None:
+    guard = main()["variables"]["checkedScale"]["value"]
+    for sku, instances, workers, redis in itertools.product(["F1", "B1"], [1, 2], [1, 3],
+                                                            [False, True]):
+        evaluate = Evaluator(main(), appServiceSku=sku, instanceCount=instances,
+                             webConcurrency=workers, enableRedis=redis)
+        refused = ((instances > 1 or workers > 1) and not redis) or (sku == "F1" and instances > 1)
+        if refused:
+            with pytest.raises(Failed):
+                evaluate(guard)
+        else:
+            assert evaluate(guard) == instances
+    assert body(main()["modules"]["web"])["params"]["instanceCount"] == "checkedScale"
+
+
+def test_vnet_subnets_delegations_and_private_dns_zone() -> None:
+    network = module("network")
+    vnet = body(only(network, "Microsoft.Network/virtualNetworks"))["properties"]
+    space = ipaddress.ip_network(vnet["addressSpace"]["addressPrefixes"][0])
+    assert space == ipaddress.ip_network("10.0.0.0/16")
+    subnets = {}
+    for subnet in vnet["subnets"]:
+        name = Evaluator(network)(subnet["name"])
+        prefix = ipaddress.ip_network(subnet["properties"]["addressPrefix"])
+        assert prefix.subnet_of(space)  # type: ignore[arg-type]
+        services = [d["properties"]["serviceName"] for d in subnet["properties"]["delegations"]]
+        subnets[name] = (prefix, services)
+    assert subnets["database-subnet"][1] == ["Microsoft.DBforPostgreSQL/flexibleServers"]
+    assert subnets["web-subnet"][1] == ["Microsoft.Web/serverFarms"]
+    assert not subnets["database-subnet"][0].overlaps(subnets["web-subnet"][0])
+    zone = body(only(network, "Microsoft.Network/privateDnsZones"))
+    assert zone["name"].endswith(".private.postgres.database.azure.com")
+    assert zone["location"] == "global"
+    link = body(only(network, "Microsoft.Network/privateDnsZones/virtualNetworkLinks"))
+    assert link["properties"]["registrationEnabled"] is False
+    assert link["properties"]["virtualNetwork"]["id"] == {
+        "operator": {"type": "property_accessor",
+                     "operands": {"operand_1": "virtualNetwork", "operand_2": "id"}}}
+    # main wires the subnets: the server into the database subnet with the zone, the app into
+    # the web subnet (VNet integration), and only in vnet mode.
+    assert main()["modules"]["network"]["config"]["condition"] == "privateNetwork"
+    postgres = body(main()["modules"]["postgres"])["params"]
+    web = body(main()["modules"]["web"])["params"]
+    assert expr(postgres["delegatedSubnetId"]) == \
+        'privateNetwork ? network.outputs.databaseSubnetId : ""'
+    assert expr(postgres["privateDnsZoneId"]) == \
+        'privateNetwork ? network.outputs.privateDnsZoneId : ""'
+    assert expr(web["virtualNetworkSubnetId"]) == \
+        'privateNetwork ? network.outputs.webSubnetId : ""'
+    site = body(only(module("appservice"), "Microsoft.Web/sites"))["properties"]
+    assert "virtualNetworkSubnetId" in site
+
+
+def test_postgres_flexible_server() -> None:
+    postgres = module("postgres")
+    server = body(only(postgres, "Microsoft.DBforPostgreSQL/flexibleServers"))
+
+    def properties(**values: Any) -> dict[str, Any]:
+        evaluated: dict[str, Any] = Evaluator(postgres, **values)(server["properties"])
+        return evaluated
+
+    entra = properties(authMode="entra")
+    assert entra["version"] == "version"
+    assert entra["storage"]["storageSizeGB"] == "storageSizeGB"
+    assert entra["authConfig"]["activeDirectoryAuth"] == "Enabled"
+    assert entra["authConfig"]["passwordAuth"] == "Disabled"
+    assert "administratorLogin" not in entra  # Entra-only: no password administrator at all
+    assert "administratorLoginPassword" not in entra
+    password = properties(authMode="password")
+    assert password["authConfig"]["passwordAuth"] == "Enabled"
+    assert password["administratorLoginPassword"] == "administratorLoginPassword"
+    assert is_secure(postgres, "administratorLoginPassword")
+    # Private access: injected into the subnet with the zone, no public endpoint.
+    private = properties(delegatedSubnetId="subnet", privateDnsZoneId="zone")
+    assert private["network"] == {"delegatedSubnetResourceId": "subnet",
+                                  "privateDnsZoneArmResourceId": "zone",
+                                  "publicNetworkAccess": "Disabled"}
+    assert properties(delegatedSubnetId="")["network"] == {"publicNetworkAccess": "Enabled"}
+    # Databases and firewall rules are made in loops over the array parameters.
+    databases = resources(postgres, "Microsoft.DBforPostgreSQL/flexibleServers/databases")
+    (database,) = databases.values()
+    assert database["config"]["loop_type"]["detail"]["array_name"] == "databaseNames"
+    rules = resources(postgres, "Microsoft.DBforPostgreSQL/flexibleServers/firewallRules")
+    single = next(r for r in rules.values() if "loop_type" in r["config"])
+    assert "allowedSingleIPs" in strings(single["config"]["loop_type"])
+    assert Evaluator(postgres, privateAccess=True)(
+        single["config"]["loop_type"]["detail"]["array_name"]) == []
+    azure = next(r for r in rules.values() if "loop_type" not in r["config"])
+    assert body(azure)["properties"] == {"startIpAddress": "0.0.0.0", "endIpAddress": "0.0.0.0"}
+    for private_access, allow, created in ((False, True, True), (False, False, False),
+                                           (True, True, False)):
+        evaluate = Evaluator(postgres, privateAccess=private_access, allowAzureServices=allow)
+        assert bool(evaluate(azure["config"]["condition"])) is created
+    assert allowed(main(), "postgresVersion")[-1] == "17"
+    assert main()["parameters"]["postgresSkuName"]["default"] == "Standard_B1ms"
+    assert main()["parameters"]["postgresSkuTier"]["default"] == "Burstable"
+    # Children one at a time: databases -> 0.0.0.0 -> single IPs -> admins -> TLS settings.
+    order = ["databases", "allowAzureServicesRule", "allowSingleIPRules", "administrators",
+             "requireSecureTransport", "minimumTlsVersion"]
+    for before, after in itertools.pairwise(order):
+        assert body(postgres["resources"][after])["dependsOn"] == [before], after
+
+
+def test_the_app_identity_is_a_postgres_entra_administrator() -> None:
+    admins = body(only(module("postgres"),
+                       "Microsoft.DBforPostgreSQL/flexibleServers/administrators"))
+    assert admins["name"] == {"operator": {"type": "property_accessor",
+                                           "operands": {"operand_1": "admin",
+                                                        "operand_2": "objectId"}}}
+    assert admins["properties"]["principalName"]["operator"]["operands"]["operand_2"] == "name"
+    first = body(main()["modules"]["postgres"])["params"]["entraAdministrators"]
+    app = first["function"]["parameters"]["arg_1"][0]
+    assert app["name"] == "identityName"
+    assert app["type"] == "ServicePrincipal"
+    assert expr(app["objectId"]) == "identity.outputs.principalId"
+    identity = body(main()["modules"]["identity"])["params"]
+    assert identity["name"] == "identityName"
+
+
+def test_keyless_azure_openai() -> None:
+    openai = module("openai")
+    account = body(only(openai, "Microsoft.CognitiveServices/accounts"))
+    assert account["properties"]["disableLocalAuth"] is True
+    assert account["properties"]["customSubDomainName"] == "name"  # Entra needs a subdomain
+    deployment = body(only(openai, "Microsoft.CognitiveServices/accounts/deployments"))
+    assert deployment["properties"]["model"]["format"] == "OpenAI"
+    access = module("openai-access")
+    role = body(only(access, "Microsoft.Authorization/roleAssignments"))
+    assert access["variables"]["openAiUserRoleId"]["value"] == \
+        "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd"  # Cognitive Services OpenAI User
+    assert role["scope"] == "account"
+    principals = body(main()["modules"]["openAiAccess"])["params"]["principals"]
+    app = principals["function"]["parameters"]["arg_1"][0]
+    assert app["type"] == "ServicePrincipal"
+    assert expr(app["id"]) == "identity.outputs.principalId"
+    # An existing account by parameters instead of a new one.
+    assert main()["modules"]["openAi"]["config"]["condition"] == {
+        "operator": {"type": "not", "operands": {"bool_value": "useExistingOpenAi"}}}
+
+
+def test_app_service_site_is_hardened_and_starts_brook() -> None:
+    web = module("appservice")
+    site = body(only(web, "Microsoft.Web/sites"))
+    properties, config = site["properties"], site["properties"]["siteConfig"]
+    assert properties["httpsOnly"] is True
+    assert site["identity"]["type"] == "UserAssigned"
+    assert config["appCommandLine"] == \
+        "brook db upgrade && brook serve --host 0.0.0.0 --port 8000"
+    assert config["linuxFxVersion"] == "PYTHON|${pythonVersion}"
+    assert all(v >= "3.11" for v in allowed(main(), "pythonVersion"))
+    assert config["healthCheckPath"] == "/healthz"
+    assert (config["ftpsState"], config["minTlsVersion"], config["scmMinTlsVersion"]) == \
+        ("Disabled", "1.2", "1.2")
+    assert config["remoteDebuggingEnabled"] is False
+    policies = resources(web, "Microsoft.Web/sites/basicPublishingCredentialsPolicies")
+    assert sorted(body(p)["name"] for p in policies.values()) == ["ftp", "scm"]
+    assert all(body(p)["properties"]["allow"] is False for p in policies.values())
+
+
+def test_monitoring_is_workspace_based_application_insights() -> None:
+    monitoring = module("monitoring")
+    insights = body(only(monitoring, "Microsoft.Insights/components"))
+    assert insights["properties"]["WorkspaceResourceId"] == {
+        "operator": {"type": "property_accessor",
+                     "operands": {"operand_1": "logAnalytics", "operand_2": "id"}}}
+    only(monitoring, "Microsoft.OperationalInsights/workspaces")
+
+
+def test_redis_is_optional_tls_only_and_off_by_default() -> None:
+    assert main()["parameters"]["enableRedis"]["default"] is False
+    assert main()["modules"]["redis"]["config"]["condition"] == "enableRedis"
+    redis = module("redis")
+    cluster = body(only(redis, "Microsoft.Cache/redisEnterprise"))
+    assert cluster["properties"]["minimumTlsVersion"] == "1.2"
+    database = body(only(redis, "Microsoft.Cache/redisEnterprise/databases"))
+    assert database["properties"]["clientProtocol"] == "Encrypted"
+    assert database["properties"]["port"] == 10000
+    assert ":10000/0" in app_settings()["REDIS_URL"][0]
+
+
+# ----------------------------------------------------------------------------------------------
+# checkov
+# ----------------------------------------------------------------------------------------------
+
+CUSTOM_CHECKS = {"CKV_BROOK_1", "CKV_BROOK_2", "CKV_BROOK_3", "CKV_BROOK_4"}
+# What the custom checks must flag in tests/infra/fixtures: check -> {(file, resource)}.
+SERVER = "Microsoft.DBforPostgreSQL/flexibleServers"
+FIXTURE_FAILURES = {
+    "CKV_BROOK_1": {("public_access_in_vnet.bicep", f"{SERVER}.server")},
+    "CKV_BROOK_2": {
+        ("tls_not_declared.bicep", f"{SERVER}.server"),
+        ("tls_weakened.bicep", f"{SERVER}.server"),
+        ("tls_weakened.bicep", f"{SERVER}/configurations.requireSecureTransport"),
+        ("tls_weakened.bicep", f"{SERVER}/configurations.minimumTlsVersion"),
+    },
+    "CKV_BROOK_3": {
+        ("password_in_template.bicep", f"{SERVER}.literal"),
+        ("password_in_template.bicep", f"{SERVER}.defaulted"),
+    },
+    "CKV_BROOK_4": {("entra_disabled.bicep", f"{SERVER}.server")},
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def checkov_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[str] | None]:
+    """Starts one checkov run over a copy of infra/ and the fixtures, with the custom checks,
+    as soon as this module's tests begin: it works on the other core while they run."""
+    if not CHECKOV.exists():
+        yield None
+        return
+    root = tmp_path_factory.mktemp("checkov")
+    shutil.copytree(INFRA, root / "infra", ignore=shutil.ignore_patterns("*.json", "app"))
+    shutil.copytree(FIXTURES, root / "fixtures")
+    # checkov bundles pycep-parser 0.5.1, which predates Bicep's fail(): the copy it scans calls
+    # string() there instead. Nothing checkov checks is in those guard expressions.
+    for path in (root / "infra").rglob("*.bicep"):
+        path.write_text(re.sub(r"\bfail\(", "string(", path.read_text()))
+    process = subprocess.Popen(
+        [str(CHECKOV), "--framework", "bicep", "--skip-download", "--compact",
+         "--output", "json", "--directory", str(root), "--external-checks-dir", str(CHECKS)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    yield process
+    if process.poll() is None:  # its tests were deselected
+        process.kill()
+        process.communicate()
+
+
+@pytest.fixture(scope="module")
+def checkov(checkov_run: subprocess.Popen[str] | None) -> dict[str, Any]:
+    """checkov's JSON report."""
+    if checkov_run is None:
+        pytest.fail(f"{CHECKOV.relative_to(ROOT)} is missing: run `make infra-tools`")
+    stdout, stderr = checkov_run.communicate(timeout=600)
+    assert checkov_run.returncode in (0, 1), stderr[-3000:]
+    report: dict[str, Any] = json.loads(stdout)
+    return report
+
+
+def findings(report: dict[str, Any], kind: str, folder: str) -> set[tuple[str, str, str]]:
+    """(check, file under folder, resource) for the failed or passed checks there."""
+    found = set()
+    for item in report["results"][f"{kind}_checks"]:
+        path = item["file_path"].lstrip("/")
+        if path.startswith(f"{folder}/"):
+            found.add((item["check_id"], path.removeprefix(f"{folder}/"), item["resource"]))
+    return found
+
+
+def test_checkov_parses_every_file(checkov: dict[str, Any]) -> None:
+    assert checkov["summary"]["parsing_errors"] == 0
+    scanned = {item["file_path"].lstrip("/") for kind in ("passed", "failed")
+               for item in checkov["results"][f"{kind}_checks"]}
+    # checkov only lists files it has checks for; these are the ones with resources it checks.
+    assert {"infra/modules/appservice.bicep", "infra/modules/openai.bicep",
+            "infra/modules/postgres.bicep"} <= scanned
+    assert {f"fixtures/{p.name}" for p in FIXTURES.glob("*.bicep")} <= scanned
+
+
+def test_checkov_finds_nothing_beyond_the_baseline(checkov: dict[str, Any]) -> None:
+    baseline = json.loads(BASELINE.read_text())["accepted"]
+    accepted = set()
+    for entry in baseline:
+        assert len(entry["reason"]) > 60, f"{entry['check_id']}: give the reason"
+        for resource in entry["resources"]:
+            path, _, name = resource.partition(":")
+            accepted.add((entry["check_id"], path, name))
+    failed = findings(checkov, "failed", "infra")
+    assert failed - accepted == set(), "new checkov findings: fix them or accept them with a reason"
+    assert accepted - failed == set(), "these no longer fail: remove them from the baseline"
+
+
+def test_custom_checks_pass_on_the_deployment(checkov: dict[str, Any]) -> None:
+    passed = findings(checkov, "passed", "infra")
+    server = ("modules/postgres.bicep", f"{SERVER}.server")
+    for check in CUSTOM_CHECKS:
+        assert (check, *server) in passed, f"{check} did not run on the server"
+    assert not {f for f in findings(checkov, "failed", "infra") if f[0] in CUSTOM_CHECKS}
+
+
+def test_custom_checks_flag_the_bad_fixtures(checkov: dict[str, Any]) -> None:
+    failed = {f for f in findings(checkov, "failed", "fixtures") if f[0] in CUSTOM_CHECKS}
+    expected = {(check, *where) for check, places in FIXTURE_FAILURES.items()
+                for where in places}
+    assert failed == expected
+    for fixture in FIXTURES.glob("*.bicep"):
+        assert any(file == fixture.name for _, file, _ in failed), f"{fixture.name} is not caught"
+
+
+# ----------------------------------------------------------------------------------------------
+# Workflows and docs
+# ----------------------------------------------------------------------------------------------
+
+def test_workflows() -> None:
+    tests = (WORKFLOWS / "tests.yml").read_text()
+    for needed in (".ci/run", "postgres:", "redis:", "chromium", "bookworm"):
+        assert needed in tests, needed
+    bicep_workflow = (WORKFLOWS / "bicep.yml").read_text()
+    assert "az bicep build -f infra/main.bicep" in bicep_workflow
+    assert "microsoft/security-devops-action" in bicep_workflow
+    assert "tools: templateanalyzer" in bicep_workflow
+    deploy = (WORKFLOWS / "azure-dev.yml").read_text()
+    for needed in ("Azure/setup-azd", "id-token: write", "--federated-credential-provider github",
+                   "azd provision --no-prompt", "azd deploy --no-prompt",
+                   "AZD_INITIAL_ENVIRONMENT_CONFIG", "AZURE_PRINCIPAL_TYPE: ServicePrincipal"):
+        assert needed in deploy, needed
+    # Every azd environment variable the parameters file reads reaches the pipeline.
+    parameters = (INFRA / "main.parameters.json").read_text()
+    for name in set(re.findall(r"\$\{(\w+)", parameters)) - {"AZURE_PRINCIPAL_ID"}:
+        assert name in deploy, f"{name} is not passed to azd in azure-dev.yml"
+
+
+def test_deploy_docs() -> None:
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    for needed in (
+        "azd up", "azd down", "F1", "B1", "networkMode", "vnet", "estimate",
+        "Cannot update the site 'your-site-name-here' because it uses x64 worker process "
+        "which is not allowed in the target compute mode.",
+        "location is restricted", "centralus", "0.0.0.0",
+    ):
+        assert needed in docs, needed
