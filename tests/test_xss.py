@@ -18,13 +18,13 @@ page renders every half-written state of them. After each answer, and again afte
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Dialog, Frame, Page, Request, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from brook.fakemodel import FakeModelServer
 
@@ -72,13 +72,15 @@ PAYLOADS: list[tuple[str, str]] = [
     ("md protocol-relative image", "![x](//evil.example/29.png)"),
     ("md scheme-only image", "![x](https:evil.example/30.png)"),
     ("md javascript image", "![x](javascript:window.__xss=31)"),
-    ("md image title breakout", f'![x" onerror="window.__xss=32]({EVIL}/32.png "t\\" onload=\\"x")'),
+    ("md image title breakout",
+     f'![x" onerror="window.__xss=32]({EVIL}/32.png "t\\" onload=\\"x")'),
     ("md link location", f"[go](javascript:location='{EVIL}/33')"),
     # -- broken Markdown link syntax
     ("md unclosed link", "[a](javascript:alert(34)"),
     ("md angle destination", "[a](<javascript:window.__xss=35>)"),
     ("md nested brackets", f"[a [b](javascript:window.__xss=36) c]({EVIL}/36)"),
-    ("md title attribute breakout", '[a](https://ok.example "x\\" onmouseover=\\"window.__xss=37")'),
+    ("md title attribute breakout",
+     '[a](https://ok.example "x\\" onmouseover=\\"window.__xss=37")'),
     ("md link in image alt", "![a [b](javascript:window.__xss=38)](x.png)"),
     # -- entities
     ("entity decimal scheme", "[a](&#106;avascript:window.__xss=39)"),
@@ -229,6 +231,11 @@ CHECK_ANSWERS = """(indexes) => {
   });
 }"""
 
+ANSWERED = """(i) => {
+  const answer = document.querySelectorAll('.message[data-role="assistant"]')[i];
+  return answer !== undefined && answer.dataset.status === "complete";
+}"""
+
 PAGE_STATE = """() => {
   const state = {
     xss: typeof window.__xss === "undefined" ? null : String(window.__xss),
@@ -284,13 +291,13 @@ class Watch:
 
 
 @pytest.fixture
-def watched(page: Page, site: LiveServer) -> Iterator[tuple[Page, Watch]]:
+def watched(page: Page, site: LiveServer) -> tuple[Page, Watch]:
     watch = Watch(site.url)
     watch.attach(page)
     page.add_init_script(INSTRUMENT)
     page.goto(site.url + "/")
     expect(page.locator("#prompt")).to_be_editable()
-    yield page, watch
+    return page, watch
 
 
 def check_page(page: Page, watch: Watch, where: str) -> None:
@@ -298,7 +305,7 @@ def check_page(page: Page, watch: Watch, where: str) -> None:
     state: dict[str, Any] = page.evaluate(PAGE_STATE)
     assert state["xss"] is None, f"{where}: window.__xss was set to {state['xss']!r}"
     assert "pwned" not in state["title"], f"{where}: document.title became {state['title']!r}"
-    assert state["title"].endswith("Brook"), f"{where}: document.title is {state['title']!r}"
+    assert "Brook" in state["title"], f"{where}: document.title is {state['title']!r}"
     assert state["baseURI"].startswith(watch.origin + "/"), (
         f"{where}: the document's base URL became {state['baseURI']!r}")
     assert state["csp"] == [], f"{where}: Content-Security-Policy violations: {state['csp']}"
@@ -331,16 +338,20 @@ def test_hostile_answers_stay_inert(watched: tuple[Page, Watch], fake: FakeModel
         fake.reply = payload
         page.locator("#prompt").fill(f"Payload {index} {directive}")
         page.locator("#prompt").press("Enter")
-        expect(answers).to_have_count(index + 1)
-        expect(answers.nth(index)).to_have_attribute("data-status", "complete")
+        where = f"payload #{index} {name!r} ({payload!r})"
+        try:
+            page.wait_for_function(ANSWERED, arg=index, timeout=15_000)
+        except PlaywrightTimeoutError:
+            pytest.fail(f"{where}: the answer did not complete; the page shows "
+                        f"{answers.count()} answer(s); page errors: {watch.errors}")
         check_answers(page, [index])
-        check_page(page, watch, f"payload #{index} {name!r} ({payload!r})")
+        check_page(page, watch, where)
 
     # The stored answers, rendered again from the database.
     url = page.url
     page.reload()
     assert page.url == url
-    expect(answers).to_have_count(len(PAYLOADS))
+    expect(answers).to_have_count(len(PAYLOADS), timeout=15_000)
     check_answers(page, list(range(len(PAYLOADS))))
     check_page(page, watch, f"after reload, all {len(PAYLOADS)} payloads")
 
