@@ -1,5 +1,3 @@
-# (brook ships no py.typed marker, so `mypy benchmarks` sees it as an untyped installed
-# package; the repository's own `mypy` run checks brook from src/.)
 """The chat page under load, in Debian's chromium: one long streamed answer, and opening a
 500-message conversation.
 
