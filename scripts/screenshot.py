@@ -1,58 +1,120 @@
-"""Take docs/screenshot.png: Brook against the fake model server, in Debian's chromium."""
+"""Take the README's screenshots: Brook against the fake model server, in Debian's chromium.
+
+Writes docs/screenshot-light.png and docs/screenshot-dark.png (desktop, 1200x760) and
+docs/screenshot-narrow-light.png and docs/screenshot-narrow-dark.png (a phone, 390x844):
+a conversation of a few turns with a table and highlighted code, a couple more in the list.
+"""
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
 from pathlib import Path
+from typing import Literal
 
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Browser, Page, StorageState, expect, sync_playwright
 from werkzeug.serving import make_server
 
 from brook import create_app
 from brook.fakemodel import FakeModelServer
 
-ANSWER = """Server-sent events are a one-way stream from the server to the browser over \
-plain HTTP. Brook uses them to show an answer **as it is written**:
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
-1. `POST /api/conversations/<id>/messages` stores your message and starts the answer.
-2. The page opens an `EventSource` on the answer's stream.
-3. Each `message` event carries the next piece of text.
+TURNS: list[tuple[str, str]] = [
+    ("What are server-sent events?",
+     "Server-sent events are a one-way stream from the server to the browser over plain "
+     "HTTP. Brook uses them to show an answer **as it is written**, and the browser's "
+     "`EventSource` reconnects on its own if the connection drops."),
+    ("How do they compare with WebSockets?",
+     """Both keep a connection open, but they differ in a few ways:
+
+| | Server-sent events | WebSockets |
+| --- | --- | --- |
+| Direction | server → browser | both ways |
+| Protocol | plain HTTP | its own, after an upgrade |
+| Reconnect | built in, with `Last-Event-ID` | up to you |
+
+For streaming an answer, server-sent events are all you need:
 
 ```python
-for delta in provider.stream(messages):
-    live.append(delta)
+@app.get("/stream")
+def stream() -> Response:
+    events = (f"id: {i}\\ndata: {w}\\n\\n" for i, w in enumerate(words))
+    return Response(events, mimetype="text/event-stream")
 ```
 
-If the connection drops, the browser reconnects with `Last-Event-ID` and nothing is lost.
-"""
+If the connection drops, the browser sends the last id it saw and the stream **resumes**.
+"""),
+]
+
+OTHER_CHATS = ["Plan a weekend in Lisbon", "Explain Python's GIL"]
+
+
+def converse(page: Page, fake: FakeModelServer, turns: list[tuple[str, str]]) -> None:
+    for question, answer in turns:
+        fake.reply = answer
+        page.fill("#prompt", question)
+        page.press("#prompt", "Enter")
+        expect(page.locator('.message[data-role="assistant"]').last
+               ).to_have_attribute("data-status", "complete")
+
+
+def shoot(browser: Browser, url: str, state: StorageState, scheme: Literal["light", "dark"],
+          narrow: bool) -> None:
+    width, height = (390, 844) if narrow else (1200, 760)
+    context = browser.new_context(viewport={"width": width, "height": height},
+                                  color_scheme=scheme, storage_state=state,
+                                  device_scale_factor=2 if narrow else 1)
+    page = context.new_page()
+    page.goto(url)
+    expect(page.locator(".message")).to_have_count(2 * len(TURNS))
+    page.locator("#prompt").fill("Can I send events to the server too?")
+    page.locator("#prompt").blur()
+    if narrow:
+        # The last question at the top, the answer's table and code below it.
+        page.locator('.message[data-role="user"]').last.evaluate(
+            "el => el.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(300)  # the scroll settles (messages far away are laid out late)
+        page.evaluate("document.querySelector('#jump-latest').hidden = true")
+    name = f"screenshot{'-narrow' if narrow else ''}-{scheme}.png"
+    page.screenshot(path=str(DOCS / name))
+    print(f"wrote {DOCS / name}")
+    context.close()
 
 
 def main() -> None:
-    out = Path(__file__).resolve().parent.parent / "docs" / "screenshot.png"
-    with tempfile.TemporaryDirectory() as tmp, FakeModelServer(reply=ANSWER, gap=0.0) as fake:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp, FakeModelServer(gap=0.0) as fake:
         app = create_app({"DATABASE_URL": f"sqlite:///{tmp}/brook.db",
                           "BROOK_INSTANCE_PATH": tmp, "SECRET_KEY": "screenshot",
-                          "OPENAI_BASE_URL": fake.url + "/v1", "OPENAI_MODEL": "fake-gpt"})
+                          "OPENAI_BASE_URL": fake.url + "/v1", "OPENAI_API_KEY": "fake",
+                          "OPENAI_MODEL": "fake-gpt"})
         server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path="/usr/bin/chromium",
                                             args=["--no-sandbox", "--disable-gpu"])
-                page = browser.new_page(viewport={"width": 1200, "height": 760})
+                context = browser.new_context()
+                page = context.new_page()
                 page.goto(f"http://127.0.0.1:{server.server_port}/")
-                for question in ["What are server-sent events?"]:
-                    page.fill("#prompt", question)
-                    page.press("#prompt", "Enter")
-                    expect(page.locator('.message[data-role="assistant"]').last
-                           ).to_have_attribute("data-status", "complete")
-                page.screenshot(path=str(out))
+                for title in OTHER_CHATS:
+                    page.click("#new-chat")
+                    converse(page, fake, [(title, "Sure.")])
+                page.click("#new-chat")
+                converse(page, fake, TURNS)
+                url = page.url
+                # The same browser profile (cookie) sees the same conversations.
+                state = context.storage_state()
+                context.close()
+                for scheme in ("light", "dark"):
+                    for narrow in (False, True):
+                        shoot(browser, url, state, scheme, narrow)
                 browser.close()
         finally:
             server.shutdown()
             app.extensions["brook.chat"].close()
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

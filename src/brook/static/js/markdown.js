@@ -4,12 +4,11 @@
 import { Marked } from "../vendor/marked.esm.js";
 import DOMPurify from "../vendor/purify.es.mjs";
 import hljs from "../vendor/highlight/common.js";
-import { iconButton } from "./icons.js";
 
 const HTML_ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 export const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]);
 
-const AUTODETECT_LIMIT = 20000; // characters; guessing the language of more is too slow
+const AUTODETECT_LIMIT = 5000; // characters; guessing the language of more is too slow
 let autoDetect = false; // guess the language of unlabeled code (finished blocks only)
 
 function sameOriginOrDataImage(url) {
@@ -63,13 +62,14 @@ const md = new Marked({
   },
 });
 
-const PURIFY_CONFIG = {
+// Set once (DOMPurify otherwise parses its configuration again on every call).
+DOMPurify.setConfig({
   USE_PROFILES: { html: true }, // no SVG or MathML
   FORBID_TAGS: ["style", "form", "audio", "video", "source", "track", "picture"],
   FORBID_ATTR: ["style", "srcset", "poster", "ping"],
   SANITIZE_NAMED_PROPS: true, // prefix id/name so output cannot shadow page ids
   RETURN_DOM_FRAGMENT: true,
-};
+});
 
 DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   if (node.nodeType !== Node.ELEMENT_NODE) return;
@@ -93,9 +93,17 @@ function decorate(fragment) {
     const lang = document.createElement("span");
     lang.className = "code-lang";
     lang.textContent = pre.dataset.language || "code";
-    const copy = iconButton("copy", "Copy", { className: "copy-code" });
+    // Text only: nothing but the model's own (sanitized) markup and plain text inside
+    // an answer's content, no SVG.
+    const copy = document.createElement("button");
+    copy.type = "button";
+    copy.className = "copy-code";
     copy.dataset.action = "copy-code";
     copy.setAttribute("aria-label", "Copy code");
+    const label = document.createElement("span");
+    label.className = "label";
+    label.textContent = "Copy";
+    copy.append(label);
     header.append(lang, copy);
     pre.replaceWith(block);
     pre.tabIndex = 0;
@@ -115,7 +123,7 @@ function renderTokens(tokens, final) {
   autoDetect = final;
   try {
     const html = md.parser(tokens);
-    return decorate(DOMPurify.sanitize(html, PURIFY_CONFIG));
+    return decorate(DOMPurify.sanitize(html));
   } finally {
     autoDetect = false;
   }
@@ -143,7 +151,7 @@ export class MarkdownView {
 
   append(chunk) {
     // marked normalizes line endings; do it here so offsets match its tokens' `raw`.
-    let text = (this.pendingCR && chunk.startsWith("\n") ? chunk.slice(1) : chunk);
+    const text = (this.pendingCR && chunk.startsWith("\n") ? chunk.slice(1) : chunk);
     this.pendingCR = text.endsWith("\r");
     this.text += text.replace(/\r\n?/g, "\n");
   }

@@ -18,8 +18,9 @@ function actionButton(iconName, label, action) {
   return button;
 }
 
-/** A message record: {id, role, el, content, status, error, view?} with its element. */
-export function createMessage(msg) {
+/** A message record: {id, role, el, content, status, error, view?, pending?} with its
+ * element. With `defer`, a finished answer shows as plain text until renderPending(). */
+export function createMessage(msg, { defer = false } = {}) {
   const el = document.createElement("article");
   el.className = "message";
   el.dataset.role = msg.role;
@@ -47,12 +48,26 @@ export function createMessage(msg) {
       actionButton("refresh", "Regenerate", "regenerate"));
     if (msg.status !== "streaming") {
       record.view.setText(msg.content || "");
-      record.view.render(true);
+      if (defer && msg.content) {
+        record.pending = true;
+        el.classList.add("pending");
+        content.textContent = msg.content;
+      } else {
+        record.view.render(true);
+      }
     }
   }
   el.append(actions);
   setStatus(record, msg.status, msg.error);
   return record;
+}
+
+/** Renders a deferred answer's Markdown in place of its plain text. */
+export function renderPending(record) {
+  record.pending = false;
+  record.el.classList.remove("pending");
+  record.content.replaceChildren();
+  record.view.render(true);
 }
 
 export function setStatus(record, status, error) {
@@ -94,15 +109,21 @@ export function setConnection(record, state) {
 
 /** Which actions a message offers now. */
 export function updateActions(record, { isLast, busy }) {
-  for (const button of record.el.querySelectorAll("button[data-action=regenerate], button[data-action=retry]")) {
-    button.hidden = !isLast || record.status === "streaming";
-    button.disabled = busy;
+  const streaming = record.status === "streaming";
+  const retry = record.el.querySelector("button[data-action=retry]");
+  if (retry) {
+    retry.hidden = !isLast || streaming;
+    retry.disabled = busy;
   }
-  for (const button of record.el.querySelectorAll("button[data-action=edit]")) {
-    button.disabled = busy;
+  const regenerate = record.el.querySelector("button[data-action=regenerate]");
+  if (regenerate) {
+    regenerate.hidden = !isLast || streaming || Boolean(retry); // Retry says it already
+    regenerate.disabled = busy;
   }
+  const edit = record.el.querySelector("button[data-action=edit]");
+  if (edit) edit.disabled = busy;
   const copy = record.el.querySelector("button[data-action=copy-answer]");
-  if (copy) copy.hidden = record.status === "streaming";
+  if (copy) copy.hidden = streaming || !record.view.text;
 }
 
 /** Turns a user message into an edit box; resolves to the new text, or null if cancelled. */

@@ -6,9 +6,10 @@ const TITLE_MAX = 200;
 export const titleOf = (conversation) => conversation.title || "Untitled chat";
 
 export class Sidebar {
-  /** handlers: open(id), rename(id, title) -> Promise, remove(id) -> Promise */
-  constructor({ app, sidebar, list, empty, toggle, close, backdrop, dialog }, handlers) {
-    Object.assign(this, { app, sidebar, list, empty, toggle, backdrop, dialog, handlers });
+  /** handlers: open(id), closed() after a choice closed the drawer,
+   * rename(id, title) -> Promise, remove(id) -> Promise */
+  constructor({ app, sidebar, main, list, empty, toggle, close, backdrop, dialog }, handlers) {
+    Object.assign(this, { app, sidebar, main, list, empty, toggle, backdrop, dialog, handlers });
     this.currentId = null;
     this.narrow = window.matchMedia("(max-width: 760px)");
     this.narrow.addEventListener("change", () => this.setDrawer(false));
@@ -42,6 +43,7 @@ export class Sidebar {
     this.toggle.setAttribute("aria-expanded", String(open));
     this.backdrop.hidden = !open;
     this.sidebar.inert = narrow && !open;
+    this.main.inert = open; // the open drawer is modal: the keyboard stays in it
     if (open) this.sidebar.querySelector("#new-chat").focus();
     else if (wasOpen && returnFocus) this.toggle.focus();
   }
@@ -117,8 +119,11 @@ export class Sidebar {
     const li = event.target.closest("li.conversation-item");
     if (!button || !li) return;
     if (button.classList.contains("conversation")) {
-      if (this.narrow.matches) this.setDrawer(false);
       this.handlers.open(li.dataset.id);
+      if (this.isOpen()) {
+        this.setDrawer(false);
+        this.handlers.closed(); // the list is gone: the focus goes to the conversation
+      }
     } else if (button.classList.contains("rename")) {
       this.startRename(li);
     } else if (button.classList.contains("delete")) {

@@ -3,6 +3,10 @@
 // browser gives up (an HTTP error), we ask the API where the answer stands and reopen
 // after the last event we got. Rendering is batched to animation frames.
 
+// At most this often (and in an animation frame): a fast stream sends 100 events a second,
+// and each render lays out and paints the page again.
+const MIN_RENDER_MS = 50;
+
 function parseData(event) {
   try {
     return JSON.parse(event.data);
@@ -30,6 +34,8 @@ export class AnswerStream {
     this.error = null;
     this.lastId = null;
     this.frame = 0;
+    this.timer = 0;
+    this.lastRender = 0;
     this.closed = false;
     this.attempts = 0;
     this.source = null;
@@ -73,12 +79,22 @@ export class AnswerStream {
   }
 
   schedule() {
-    if (!this.frame && !this.closed) this.frame = requestAnimationFrame(() => this.flush());
+    if (this.frame || this.timer || this.closed) return;
+    const wait = this.lastRender + MIN_RENDER_MS - performance.now();
+    if (wait <= 0) {
+      this.frame = requestAnimationFrame(() => this.flush());
+      return;
+    }
+    this.timer = setTimeout(() => {
+      this.timer = 0;
+      this.frame = requestAnimationFrame(() => this.flush());
+    }, wait);
   }
 
   flush() {
     this.frame = 0;
     if (this.closed) return;
+    this.lastRender = performance.now();
     this.view.render(false);
     this.hooks.render();
   }
@@ -92,7 +108,7 @@ export class AnswerStream {
       return;
     }
     this.attempts += 1;
-    await new Promise((resolve) => setTimeout(resolve, 500 * 2 ** this.attempts));
+    await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** this.attempts));
     if (this.closed) return;
     let message = null;
     try {
@@ -123,6 +139,8 @@ export class AnswerStream {
     this.closed = true;
     if (this.source) this.source.close();
     if (this.frame) cancelAnimationFrame(this.frame);
+    clearTimeout(this.timer);
     this.frame = 0;
+    this.timer = 0;
   }
 }

@@ -1,0 +1,151 @@
+// The conversation shown: opening, refreshing after another tab changed it, renaming,
+// deleting, and the list of conversations.
+import { api, urls } from "./api.js";
+import { createMessage, updateActions } from "./messages.js";
+import { attach } from "./answers.js";
+import { takeConversation, takeList } from "./early.js";
+import {
+  broadcast, clearNotice, els, plainUrl, setTitle, showNotice, state, ui,
+} from "./state.js";
+
+export function refreshUi() {
+  const busy = state.sending || state.streams.size > 0;
+  ui.composer.setState(state.sending ? "sending" : state.streams.size ? "streaming" : "idle");
+  const last = state.records.at(-1);
+  for (const record of state.records) updateActions(record, { isLast: record === last, busy });
+}
+
+export function recordOf(node) {
+  const el = node.closest(".message");
+  return state.records.find((record) => record.el === el) || null;
+}
+
+export function closeStreams() {
+  for (const stream of state.streams.values()) stream.close();
+  state.streams.clear();
+}
+
+export async function refreshList() {
+  const token = ++state.listToken;
+  let data;
+  try {
+    data = await (takeList() || api("GET", urls.conversations));
+  } catch (err) {
+    showNotice(err.message);
+    return;
+  }
+  if (token !== state.listToken) return;
+  state.conversations = data.conversations;
+  ui.sidebar.render(data.conversations);
+  const current = data.conversations.find((c) => c.id === state.currentId);
+  if (current) setTitle(current.title);
+}
+
+export function resetView(id) {
+  state.view += 1;
+  closeStreams();
+  ui.backlog.stop();
+  state.currentId = id;
+  state.records = [];
+  els.messages.replaceChildren();
+  clearNotice();
+  ui.sidebar.mark(id);
+  setTitle(state.conversations.find((c) => c.id === id)?.title);
+  refreshUi();
+}
+
+export function showNewChat() {
+  ui.composer.switchTo(null);
+  resetView(null);
+}
+
+/** Shows a conversation's messages; long ones are rendered in the background (backlog.js). */
+export function renderConversation(conversation) {
+  closeStreams();
+  setTitle(conversation.title);
+  state.records = conversation.messages.map((msg) => createMessage(msg, { defer: true }));
+  els.messages.replaceChildren(...state.records.map((record) => record.el));
+  ui.backlog.start(state.records);
+  for (const [i, msg] of conversation.messages.entries()) {
+    if (msg.role === "assistant" && msg.status === "streaming") attach(state.records[i], msg.stream_url);
+  }
+  refreshUi();
+}
+
+export async function openConversation(id) {
+  ui.composer.switchTo(id);
+  resetView(id);
+  const view = state.view;
+  els.messages.setAttribute("aria-busy", "true");
+  let conversation;
+  try {
+    conversation = await (takeConversation(id) || api("GET", urls.conversation(id)));
+  } catch (err) {
+    if (view !== state.view) return;
+    els.messages.removeAttribute("aria-busy");
+    showNotice(err.message);
+    if (err.status === 404) {
+      history.replaceState(null, "", plainUrl());
+      ui.composer.switchTo(null);
+      state.currentId = null;
+      ui.sidebar.mark(null);
+      setTitle(null);
+    }
+    return;
+  }
+  if (view !== state.view) return;
+  renderConversation(conversation); // the backlog says when the log is no longer busy
+  ui.follower.toBottom();
+}
+
+/** Brings the shown conversation up to date after another tab changed it. */
+export async function syncConversation() {
+  const id = state.currentId;
+  if (!id || state.sending) return;
+  const view = state.view;
+  let conversation;
+  try {
+    conversation = await api("GET", urls.conversation(id));
+  } catch {
+    return;
+  }
+  if (view !== state.view || state.sending || state.records.some((r) => r.el.classList.contains("editing"))) return;
+  const same = conversation.messages.length === state.records.length
+    && conversation.messages.every((m, i) => m.id === state.records[i].id
+      && (m.status !== "streaming" || state.streams.has(m.id))
+      && (m.status === "streaming" || m.status === state.records[i].status));
+  setTitle(conversation.title);
+  if (same) return;
+  const following = ui.follower.following;
+  renderConversation(conversation);
+  if (following) ui.follower.toBottom();
+  else ui.follower.update();
+}
+
+export async function renameConversation(id, title) {
+  try {
+    const conversation = await api("PATCH", urls.conversation(id), { title });
+    if (id === state.currentId) setTitle(conversation.title);
+  } catch (err) {
+    showNotice(err.message);
+    throw err;
+  }
+  broadcast({ type: "list" });
+  refreshList();
+}
+
+export async function removeConversation(id) {
+  try {
+    await api("DELETE", urls.conversation(id));
+  } catch (err) {
+    showNotice(err.message);
+    throw err;
+  }
+  if (id === state.currentId) {
+    history.pushState(null, "", plainUrl());
+    showNewChat();
+  }
+  ui.composer.forget(id);
+  broadcast({ type: "deleted", id });
+  refreshList();
+}
