@@ -249,4 +249,6 @@ def test_page_and_security_headers(client: httpx.Client) -> None:
     assert "unsafe-inline" not in csp
     assert page.headers["x-content-type-options"] == "nosniff"
     assert "<script>" not in page.text  # no inline script
+    # The page itself hands a new browser its owner cookie.
+    assert "brook_session" in page.headers["set-cookie"]
     assert client.get("/healthz").json() == {"status": "ok"}

@@ -501,6 +501,29 @@ def test_links_open_in_a_new_tab_and_external_images_are_not_loaded(
     assert not [u for u in requests if "example" in u]
 
 
+def test_images_on_brooks_own_site_are_not_fetched_either(chat: Page, site: LiveServer,
+                                                          fake: FakeModelServer) -> None:
+    """A GET to Brook carries the user's cookies (think /.auth/logout): answers fetch nothing."""
+    fake.reply = ("![x](/api/conversations?from=answer) ![y](relative.png) "
+                  f"![z]({site.url}/healthz?from=answer)")
+    requests: list[str] = []
+    chat.on("request", lambda r: requests.append(r.url))
+    answer = answered(chat, "Same-site images")
+    expect(answer.locator(".blocked-image")).to_have_count(3)
+    assert answer.locator(".content img").count() == 0
+    chat.reload()
+    expect(last_answer(chat).locator(".blocked-image")).to_have_count(3)
+    assert not [u for u in requests if "from=answer" in u or "relative.png" in u]
+
+
+def test_raw_html_block_keeps_its_lines(chat: Page, fake: FakeModelServer) -> None:
+    fake.reply = "Before.\n\n<div>\n<b>one</b>\n<i>two</i>\n</div>\n\nAfter **bold**."
+    answer = answered(chat, "Raw HTML block")
+    raw = answer.locator(".content p.raw-html")
+    expect(raw).to_have_text("<div>\n<b>one</b>\n<i>two</i>\n</div>")
+    expect(answer.locator(".content strong")).to_have_text("bold")
+
+
 XSS = (
     "Look: <img src=x onerror=\"window.__xss='img'\"> and "
     "<script>window.__xss='script'</script> and "

@@ -1,4 +1,5 @@
-"""The `brook` command: `brook serve [--dev]`, `brook db upgrade`, and Flask's own commands."""
+"""The `brook` command: `brook serve [--dev]`, `brook db upgrade`, `brook db seed`, and Flask's
+own commands."""
 
 from __future__ import annotations
 
@@ -47,6 +48,56 @@ def db_upgrade() -> None:
     db.upgrade(settings.database_url, azure_credential(settings)
                if settings.database_entra_auth else None)
     click.echo("Database is up to date.")
+
+
+@db_group.command("seed", with_appcontext=False)
+@click.option("--count", type=click.IntRange(1, 100_000), default=25, show_default=True,
+              help="Conversations to add.")
+@click.option("--seed", "seed_value", type=int, default=None,
+              help="Random seed: the same seed makes the same conversations.")
+@click.option("--owner", default=None,
+              help="Owner id to seed for [default: demo:brook-seed].")
+@click.option("--owner-of", "owner_of", default=None, metavar="CONVERSATION_ID",
+              help="Seed for the owner of this conversation: open one in your browser and "
+                   "copy the id after #c= in the address bar.")
+@click.option("--reset", is_flag=True,
+              help="First delete the conversations earlier seeds made for this owner.")
+def db_seed(count: int, seed_value: int | None, owner: str | None, owner_of: str | None,
+            reset: bool) -> None:
+    """Fill the database with realistic demo conversations (made up with Faker)."""
+    import uuid
+
+    from .models import Conversation
+    from .seed import DEMO_OWNER, seed_demo
+
+    if owner and owner_of:
+        raise click.UsageError("Give --owner or --owner-of, not both.")
+    settings = _settings_from_env()
+    engine = db.make_engine(settings.database_url, azure_credential(settings)
+                            if settings.database_entra_auth else None)
+    try:
+        try:
+            db.ensure_schema(engine)  # migrates SQLite; PostgreSQL needs `brook db upgrade`
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        with sessionmaker(engine)() as session:
+            if owner_of:
+                try:
+                    conversation = session.get(Conversation, uuid.UUID(owner_of.strip()))
+                except ValueError:
+                    conversation = None
+                if conversation is None:
+                    raise click.ClickException(f"No conversation {owner_of} in the database.")
+                owner = conversation.owner
+            owner = owner or DEMO_OWNER
+            result = seed_demo(session, owner=owner, count=count, seed=seed_value,
+                               reset=reset)
+    finally:
+        engine.dispose()
+    if result.deleted:
+        click.echo(f"Deleted {result.deleted} conversation(s) from earlier seeds.")
+    click.echo(f"Added {result.conversations} conversation(s) with {result.messages} "
+               f"messages for owner {owner}.")
 
 
 @main.command("serve", with_appcontext=False)

@@ -7,6 +7,7 @@ stops with a message a person can act on instead of a stack trace later.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,10 +16,13 @@ from typing import Literal, TypeVar
 
 T = TypeVar("T")
 
-ProviderKind = Literal["openai", "azure", "none"]
+ProviderKind = Literal["openai", "azure", "local", "none"]
+LocalDevice = Literal["auto", "cpu", "cuda"]
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer in Markdown."
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
+# A small instruct model under Apache-2.0 (about 1 GB to download), run by the `local` extra.
+DEFAULT_LOCAL_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 
 
 class ConfigError(ValueError):
@@ -58,14 +62,22 @@ class Settings:
     auth_appservice: bool = False
     trusted_proxies: int = 0
     log_level: str = "INFO"
+    local_model: str = DEFAULT_LOCAL_MODEL
+    local_model_concurrency: int = 1
+    local_model_queue: int = 8
+    local_model_max_tokens: int = 1024
+    local_model_device: LocalDevice = "auto"
 
     @property
     def model_name(self) -> str | None:
-        """The name stored with each answer: the Azure deployment or the OpenAI model."""
+        """The name stored with each answer: the Azure deployment, the OpenAI model, or the
+        local model's hub id (a local folder's name only: its path stays on the server)."""
         if self.provider == "azure":
             return self.azure_openai_deployment
         if self.provider == "openai":
             return self.openai_model
+        if self.provider == "local":
+            return local_model_name(self.local_model)
         return None
 
 
@@ -73,8 +85,25 @@ MODEL_HELP = (
     "No language model is configured. Set OPENAI_API_KEY (and optionally OPENAI_MODEL), "
     "or OPENAI_BASE_URL for an OpenAI-compatible server such as Ollama, vLLM or "
     "llama.cpp, or AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_DEPLOYMENT for Azure OpenAI, "
-    "then restart Brook."
+    "then restart Brook. To run a small model on this machine instead, install the local "
+    "model extra (pip install torch==2.13.0, then pip install -e '.[local]'; `make run` does "
+    "both) and restart Brook."
 )
+
+
+def local_model_installed() -> bool:
+    """Whether the `local` extra (transformers and torch) is installed; imports neither."""
+    return all(importlib.util.find_spec(name) is not None for name in ("transformers", "torch"))
+
+
+def is_local_path(value: str) -> bool:
+    """A filesystem path rather than a Hugging Face hub id (`org/name`)."""
+    return value.startswith(("/", "./", "../", "~")) or value in (".", "..") or (
+        os.sep != "/" and os.sep in value)
+
+
+def local_model_name(value: str) -> str:
+    return Path(value).name if is_local_path(value) else value
 
 
 def _get(env: Mapping[str, str], name: str) -> str | None:
@@ -170,12 +199,46 @@ def _provider(env: Mapping[str, str]) -> ProviderKind:
             )
         if has_azure:
             return "azure"
-        return "openai" if has_openai else "none"
-    if choice in ("openai", "azure", "none"):
+        if has_openai:
+            return "openai"
+        # Nothing configured: the in-process model when its extra is installed.
+        return "local" if local_model_installed() else "none"
+    if choice == "local" and not local_model_installed():
+        raise ConfigError(
+            "MODEL_PROVIDER=local needs the local model extra: run pip install torch==2.13.0, "
+            "then pip install -e '.[local]' (or `make run`), or set MODEL_PROVIDER to another "
+            "provider."
+        )
+    if choice in ("openai", "azure", "local", "none"):
         return choice  # type: ignore[return-value]
     raise ConfigError(
-        f"MODEL_PROVIDER={choice!r} is not valid: set it to auto, openai, azure or none."
+        f"MODEL_PROVIDER={choice!r} is not valid: set it to auto, openai, azure, local or none."
     )
+
+
+def _local_model(env: Mapping[str, str], provider: ProviderKind) -> str:
+    """BROOK_LOCAL_MODEL: a hub id, or a folder (made absolute; it must exist when used)."""
+    value = _get(env, "BROOK_LOCAL_MODEL") or DEFAULT_LOCAL_MODEL
+    if not is_local_path(value) and not Path(value).is_dir():
+        return value
+    path = Path(value).expanduser().resolve()
+    if provider == "local" and not path.is_dir():
+        raise ConfigError(
+            f"BROOK_LOCAL_MODEL={value!r} is not a folder: set it to a folder holding a model "
+            "saved with save_pretrained (config.json, the tokenizer and the weights), or to a "
+            f"Hugging Face model id such as {DEFAULT_LOCAL_MODEL}."
+        )
+    return str(path)
+
+
+def _local_device(env: Mapping[str, str]) -> LocalDevice:
+    device = (_get(env, "LOCAL_MODEL_DEVICE") or "auto").lower()
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(
+            f"LOCAL_MODEL_DEVICE={device!r} is not valid: set it to auto (a GPU when there is "
+            "one), cpu or cuda."
+        )
+    return device  # type: ignore[return-value]
 
 
 def load_settings(env: Mapping[str, str] | None = None,
@@ -256,6 +319,14 @@ def load_settings(env: Mapping[str, str] | None = None,
         trusted_proxies=_parse(env, "TRUSTED_PROXIES", 0, _non_negative_int,
                                "the number of reverse proxies in front of Brook (0 or more)"),
         log_level=_log_level(env),
+        local_model=_local_model(env, provider),
+        local_model_concurrency=_parse(env, "LOCAL_MODEL_CONCURRENCY", 1, _positive_int,
+                                       "a whole number of answers greater than 0"),
+        local_model_queue=_parse(env, "LOCAL_MODEL_QUEUE", 8, _non_negative_int,
+                                 "a whole number of waiting answers, 0 or more"),
+        local_model_max_tokens=_parse(env, "LOCAL_MODEL_MAX_TOKENS", 1024, _positive_int,
+                                      "a whole number of tokens greater than 0"),
+        local_model_device=_local_device(env),
     )
 
 

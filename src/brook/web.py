@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, render_template
 
 from .config import MODEL_HELP, Settings
+from .identity import current_owner
 
 bp = Blueprint("web", __name__)
 
@@ -24,6 +25,10 @@ CSP = "; ".join([
 @bp.get("/")
 def index() -> str:
     settings: Settings = current_app.config["BROOK_SETTINGS"]
+    if not settings.auth_appservice:
+        # Give a new browser its owner cookie now, so the page's first API calls, made
+        # at once, cannot each create a different anonymous owner.
+        current_owner()
     return render_template(
         "index.html",
         app_name="Brook",

@@ -13,6 +13,10 @@ __all__ = ["Provider", "ProviderError", "Unconfigured", "Usage", "build_provider
 def build_provider(settings: Settings, credential: TokenCredential | None = None) -> Provider:
     if settings.provider == "none":
         return Unconfigured(MODEL_HELP)
+    if settings.provider == "local":
+        from .local import LocalModel  # the `local` extra: transformers and torch
+
+        return LocalModel(settings)
     from .openai_compat import OpenAICompatible
 
     return OpenAICompatible.from_settings(settings, credential)

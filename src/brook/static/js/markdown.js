@@ -1,6 +1,7 @@
 // Model output is untrusted Markdown: rendered with marked (raw HTML escaped, code
 // highlighted with highlight.js), then sanitized with DOMPurify, every time, before it
-// touches the page. Nothing in an answer may make the browser fetch from another origin.
+// touches the page. Nothing in an answer may make the browser fetch anything: not from
+// another origin, and not from Brook's own either (a GET there carries the user's cookies).
 import { Marked } from "../vendor/marked.esm.js";
 import DOMPurify from "../vendor/purify.es.mjs";
 import hljs from "../vendor/highlight/common.js";
@@ -11,13 +12,8 @@ export const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => HTML
 const AUTODETECT_LIMIT = 5000; // characters; guessing the language of more is too slow
 let autoDetect = false; // guess the language of unlabeled code (finished blocks only)
 
-function sameOriginOrDataImage(url) {
-  if (/^data:image\//i.test(url.trim())) return true;
-  try {
-    return new URL(url, document.baseURI).origin === window.location.origin;
-  } catch {
-    return false;
-  }
+function isDataImage(url) {
+  return /^data:image\//i.test(String(url).trim());
 }
 
 function hostOf(url) {
@@ -43,17 +39,19 @@ function highlightCode(text, language) {
 const md = new Marked({
   gfm: true,
   renderer: {
-    // Raw HTML in an answer is shown as the text it is, never parsed as markup.
-    html: ({ text }) => escapeHtml(text),
+    // Raw HTML in an answer is shown as the text it is, never parsed as markup; a block of
+    // it keeps its own paragraph and line breaks.
+    html: ({ text, block }) =>
+      block ? `<p class="raw-html">${escapeHtml(text.replace(/\n+$/, ""))}</p>\n` : escapeHtml(text),
     code({ text, lang }) {
       const label = ((lang || "").match(/^\S*/) || [""])[0];
       const { html, language } = highlightCode(text, label.toLowerCase());
       const cls = language ? ` language-${escapeHtml(language)}` : "";
       return `<pre data-language="${escapeHtml(label || language)}"><code class="hljs${cls}">${html}</code></pre>\n`;
     },
-    // Images from another origin are never loaded: a placeholder names them instead.
+    // Only inline data: images are shown; any other image is a placeholder naming it.
     image({ href, text }) {
-      if (href && sameOriginOrDataImage(href)) return false; // marked's own rendering
+      if (href && isDataImage(href)) return false; // marked's own rendering
       const host = hostOf(href || "");
       const what = text ? `“${escapeHtml(text)}”` : "an image";
       const from = host ? ` from ${escapeHtml(host)}` : "";
@@ -77,7 +75,7 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
     node.setAttribute("target", "_blank");
     node.setAttribute("rel", "noopener noreferrer");
   }
-  if (node.hasAttribute("src") && !sameOriginOrDataImage(node.getAttribute("src"))) {
+  if (node.hasAttribute("src") && !isDataImage(node.getAttribute("src"))) {
     node.removeAttribute("src");
   }
 });
