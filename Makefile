@@ -5,14 +5,22 @@ BIN := $(VENV)/bin
 
 .PHONY: run demo test lint infra-tools vendor screenshot clean
 
+# The local model's torch: always exactly this version, installed before the `local` extra
+# (which pins the same one, so pip keeps this build). TORCH_INDEX picks where it comes from:
+# empty means pip's own indexes (PyPI's Linux wheel is the CUDA build);
+# `make run TORCH_INDEX=https://download.pytorch.org/whl/cpu` gets the small CPU-only one.
+TORCH_VERSION := 2.13.0
+TORCH_INDEX ?=
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install --quiet -e ".[local]"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,local]"
 	touch $@
 
 # checkov (the Bicep security checks in tests/test_infra.py) pins an older pycep-parser than the
@@ -30,7 +38,7 @@ $(INFRA_VENV)/.checkov-$(CHECKOV_VERSION):
 
 infra-tools: $(INFRA_VENV)/.checkov-$(CHECKOV_VERSION)  ## checkov in .venv-infra
 
-run: $(VENV)/.installed  ## install and serve on http://127.0.0.1:8000
+run: $(VENV)/.installed  ## install (with the local model) and serve on http://127.0.0.1:8000
 	$(BIN)/brook serve
 
 demo: $(VENV)/.installed  ## Brook against the fake model server: no account needed

@@ -81,7 +81,8 @@ import sys
 from opentelemetry import trace
 from brook import create_app
 app = create_app({"APPLICATIONINSIGHTS_CONNECTION_STRING": sys.argv[1],
-                  "BROOK_INSTANCE_PATH": sys.argv[2], "SECRET_KEY": "x"})
+                  "BROOK_INSTANCE_PATH": sys.argv[2], "SECRET_KEY": "x",
+                  "MODEL_PROVIDER": "none"})
 client = app.test_client()
 assert client.get("/api/conversations").status_code == 200
 conversation = client.post("/api/conversations", json={}).get_json()["id"]

@@ -9,14 +9,24 @@ from click.testing import CliRunner
 
 from brook import create_app
 from brook.cli import main
-from brook.config import DEFAULT_SYSTEM_PROMPT, ConfigError, load_settings
+from brook.config import (
+    DEFAULT_LOCAL_MODEL,
+    DEFAULT_SYSTEM_PROMPT,
+    ConfigError,
+    load_settings,
+    local_model_installed,
+)
 
 
 def test_defaults(tmp_path: Path) -> None:
     settings = load_settings({}, tmp_path)
     assert settings.database_url == f"sqlite:///{tmp_path / 'brook.db'}"
-    assert settings.provider == "none"
-    assert settings.model_name is None
+    if local_model_installed():  # the `local` extra: auto picks the in-process model
+        assert settings.provider == "local"
+        assert settings.model_name == DEFAULT_LOCAL_MODEL
+    else:
+        assert settings.provider == "none"
+        assert settings.model_name is None
     assert settings.system_prompt == DEFAULT_SYSTEM_PROMPT
     assert settings.max_message_chars == 32_000
     assert settings.flush_interval == 0.25
@@ -165,7 +175,7 @@ def test_dev_server_starts(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     brook = str(Path(sys.executable).with_name("brook"))
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "MODEL_PROVIDER": "none"}
     process = subprocess.Popen([brook, "serve", "--dev", "--port", str(port)], cwd=tmp_path,
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)

@@ -113,7 +113,8 @@ def test_429_with_retry_after_is_retried_within_budget(make_app: AppFactory, ser
 
 
 def test_no_model_configured(make_app: AppFactory, serve: Any, sqlite_url: str) -> None:
-    live = serve(make_app(sqlite_url, OPENAI_BASE_URL="", OPENAI_API_KEY=""))
+    live = serve(make_app(sqlite_url, OPENAI_BASE_URL="", OPENAI_API_KEY="",
+                          MODEL_PROVIDER="none"))
     with live.client() as client:
         page = client.get("/").text
         assert "OPENAI_API_KEY" in page

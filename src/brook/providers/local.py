@@ -42,9 +42,12 @@ log = logging.getLogger(__name__)
 
 _END = object()
 CLOSE_WAIT_SECONDS = 5.0
-CLOSED = ProviderError("shutting_down", "Brook is shutting down. Please try again in a moment.")
 SET_HINT = ("set BROOK_LOCAL_MODEL to a local folder that holds the model (see "
             "docs/local-model.md), or configure another model service")
+
+
+def _closed() -> ProviderError:
+    return ProviderError("shutting_down", "Brook is shutting down. Please try again in a moment.")
 
 
 def _patched() -> bool:
@@ -193,7 +196,7 @@ class _Gate:
         """A worker to use now, or a channel that will carry one when it is this one's turn."""
         with self._lock:
             if self.closed:
-                raise CLOSED
+                raise _closed()
             if self.running < self.slots:
                 self.running += 1
                 if self._idle:
@@ -237,7 +240,7 @@ class _Gate:
             workers, self.workers, self._idle = self.workers, [], []
             waiting, self._waiting = self._waiting, deque()
         for turn in waiting:
-            turn.put(CLOSED)
+            turn.put(_closed())
         for worker in workers:
             worker.inbox.put(_STOP)
         deadline = time.monotonic() + timeout
@@ -272,7 +275,7 @@ class LocalModel:
         if isinstance(worker, _Channel):
             turn = worker
             try:
-                worker = turn.get()  # a worker, or CLOSED
+                worker = turn.get()  # a worker, or the error that the model is closing
             except BaseException:  # the reader was killed while queued
                 self.gate.abandon(turn)
                 raise

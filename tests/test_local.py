@@ -1,0 +1,464 @@
+"""The local model provider against a tiny model built here: a random-weight Llama with a
+tokenizer trained on a few paragraphs and a chat template, saved to a temporary folder.
+
+Plain threads (the provider alone, and the app on werkzeug's threaded server) and gunicorn's
+gevent worker (`brook serve`, where generation must run in real OS threads).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from brook.chat.tokens import ChatMessage
+from brook.config import MODEL_HELP, ConfigError, Settings, load_settings
+from brook.providers import ProviderError, Usage, build_provider
+
+from .conftest import (
+    AppFactory,
+    LiveServer,
+    Server,
+    new_conversation,
+    read_events,
+    send,
+    text_of,
+    wait_for_answer,
+)
+
+# huggingface_hub reads this once, at import: set before anything imports it, so no test here
+# ever reaches the network (the download test runs in a subprocess with its own environment).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from brook.providers.local import LocalModel
+
+PARAGRAPHS = [
+    "Brook streams a language model's answer to the browser over server-sent events.",
+    "It keeps every conversation in a SQL database: SQLite by default, PostgreSQL in "
+    "production. Why? Because answers must survive reloads, dropped connections and restarts.",
+    "The quick brown fox jumps over the lazy dog. Python is a programming language; Flask is "
+    "a small web framework for it.\nCode blocks look like this:\n```python\nprint(42)\n```",
+]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+QUESTION: list[ChatMessage] = [{"role": "system", "content": "Be brief."},
+                               {"role": "user", "content": "What is Brook?"}]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight Llama (hidden 32, 2 layers, 2 heads) and a BPE tokenizer, on disk."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tf: Any = transformers  # some of its classes are untyped
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, show_progress=False,
+        special_tokens=["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=list(string.ascii_letters + string.digits + string.punctuation + "\n"))
+    tokenizer.train_from_iterator(PARAGRAPHS * 5, trainer)
+    fast = tf.PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>",
+                                   bos_token="<s>", eos_token="</s>", pad_token="</s>")
+    fast.chat_template = CHAT_TEMPLATE
+
+    torch.manual_seed(0)
+    config = tf.LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=4096, bos_token_id=fast.bos_token_id,
+                         eos_token_id=None, pad_token_id=fast.pad_token_id)
+    model = tf.LlamaForCausalLM(config)
+    # No end-of-sequence token: a random model would emit it at random; every answer here
+    # runs to LOCAL_MODEL_MAX_TOKENS (or Stop). Greedy, so the answer is reproducible.
+    model.generation_config = tf.GenerationConfig(eos_token_id=None,
+                                                  pad_token_id=fast.pad_token_id,
+                                                  do_sample=False)
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(path)
+    fast.save_pretrained(path)
+    return path
+
+
+def local_settings(model: Path, **env: str) -> Settings:
+    return load_settings({"MODEL_PROVIDER": "local", "BROOK_LOCAL_MODEL": str(model), **env},
+                         model.parent)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> float:
+    """Seconds until `condition()` held; fails after `timeout`."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, "condition not met in time"
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+class Pace:
+    """An `on_token` hook: counts tokens and slows each one down, to hold a generation."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.tokens = seconds, 0
+
+    def __call__(self) -> None:
+        self.tokens += 1
+        time.sleep(self.seconds)
+
+
+# -- settings -----------------------------------------------------------------------------
+
+def test_auto_picks_the_local_model_only_when_nothing_else_is_configured(
+        tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings({}, tmp_path).provider == "local"
+    assert load_settings({}, tmp_path).model_name == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert load_settings({"OPENAI_API_KEY": "k"}, tmp_path).provider == "openai"
+    assert load_settings({"MODEL_PROVIDER": "none"}, tmp_path).provider == "none"
+    settings = local_settings(tiny_model)
+    assert settings.local_model == str(tiny_model)
+    assert settings.model_name == tiny_model.name  # a folder's path stays on the server
+    assert (settings.local_model_concurrency, settings.local_model_queue) == (1, 8)
+
+    # Without the extra, nothing changes: the page says what to set, the extra included.
+    assert "pip install -e '.[local]'" in MODEL_HELP
+    monkeypatch.setattr("brook.config.local_model_installed", lambda: False)
+    assert load_settings({}, tmp_path).provider == "none"
+    with pytest.raises(ConfigError, match=r"MODEL_PROVIDER=local needs the local model extra"):
+        load_settings({"MODEL_PROVIDER": "local"}, tmp_path)
+
+
+@pytest.mark.parametrize(("env", "name"), [
+    ({"BROOK_LOCAL_MODEL": "./no/such/folder"}, "BROOK_LOCAL_MODEL"),
+    ({"LOCAL_MODEL_CONCURRENCY": "0"}, "LOCAL_MODEL_CONCURRENCY"),
+    ({"LOCAL_MODEL_QUEUE": "-1"}, "LOCAL_MODEL_QUEUE"),
+    ({"LOCAL_MODEL_MAX_TOKENS": "many"}, "LOCAL_MODEL_MAX_TOKENS"),
+    ({"LOCAL_MODEL_DEVICE": "tpu"}, "LOCAL_MODEL_DEVICE"),
+])
+def test_bad_local_settings_name_the_variable(tmp_path: Path, env: dict[str, str],
+                                              name: str) -> None:
+    with pytest.raises(ConfigError, match=name) as caught:
+        load_settings({"MODEL_PROVIDER": "local", **env}, tmp_path)
+    assert "set" in str(caught.value)
+
+
+# -- the provider in plain threads ----------------------------------------------------------
+
+def test_streams_deltas_that_add_up_to_the_models_answer(tiny_model: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    provider = build_provider(local_settings(tiny_model, LOCAL_MODEL_MAX_TOKENS="40"))
+    assert isinstance(provider, LocalModel)
+    assert provider.model == tiny_model.name
+    items = list(provider.stream(QUESTION))
+    deltas = [item for item in items if isinstance(item, str)]
+    usage = items[-1]
+    assert isinstance(usage, Usage)  # reported at the end
+    assert usage.completion_tokens == 40
+    assert len(deltas) == len(items) - 1
+    assert len(deltas) >= 3
+    assert all(deltas)
+
+    # The same model, prompt and chat template, run directly: the same answer.
+    tokenizer: Any = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    encoded = tokenizer.apply_chat_template(QUESTION, add_generation_prompt=True,
+                                            return_dict=True, return_tensors="pt")
+    prompt_tokens = encoded["input_ids"].shape[1]
+    assert usage.prompt_tokens == prompt_tokens
+    output = model.generate(**encoded, max_new_tokens=40)
+    expected = tokenizer.decode(output[0, prompt_tokens:], skip_special_tokens=True)
+    assert "".join(deltas) == expected
+    assert wait_until(lambda: provider.running == 0) < 1
+
+
+def test_closing_the_stream_cancels_generation(tiny_model: Path) -> None:
+    pace = Pace(0.01)
+    provider = LocalModel(local_settings(tiny_model, LOCAL_MODEL_MAX_TOKENS="3000"), pace)
+    stream = provider.stream(QUESTION)
+    assert isinstance(next(stream), str)
+    assert provider.running == 1
+    stream.close()  # what the chat service does on Stop: stop reading
+    assert wait_until(lambda: provider.running == 0) < 1  # not the ~30 s of 3000 tokens
+    assert pace.tokens < 100
+    # The slot is free again: the next answer runs.
+    assert any(isinstance(item, str) for item in
+               LocalModel(local_settings(tiny_model, LOCAL_MODEL_MAX_TOKENS="5")).stream(QUESTION))
+
+
+def start_reading(provider: LocalModel) -> tuple[threading.Thread, list[Any]]:
+    """Read one answer in a thread; its items (or its ProviderError) land in the list."""
+    got: list[Any] = []
+
+    def read() -> None:
+        try:
+            got.extend(provider.stream(QUESTION))
+        except ProviderError as exc:
+            got.append(exc)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread, got
+
+
+def test_a_full_queue_answers_busy_at_once(tiny_model: Path) -> None:
+    pace = Pace(0.005)
+    provider = LocalModel(local_settings(tiny_model, LOCAL_MODEL_MAX_TOKENS="200",
+                                         LOCAL_MODEL_CONCURRENCY="1", LOCAL_MODEL_QUEUE="1"),
+                          pace)
+    holding = provider.stream(QUESTION)
+    next(holding)  # generating: the one slot is taken
+    queued, queued_items = start_reading(provider)
+    wait_until(lambda: provider.gate.waiting == 1)
+
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as caught:
+        next(provider.stream(QUESTION))
+    assert time.monotonic() - started < 0.5
+    assert caught.value.code == "model_busy"
+    assert "busy" in caught.value.message
+    assert "Traceback" not in caught.value.message
+
+    holding.close()  # Stop: the queued answer gets the slot and runs to the end
+    queued.join(timeout=20)
+    assert not queued.is_alive()
+    assert isinstance(queued_items[-1], Usage)
+    assert queued_items[-1].completion_tokens == 200
+    assert wait_until(lambda: provider.running == 0) < 1
+    assert (provider.gate.running, provider.gate.waiting) == (0, 0)
+
+
+def test_no_queue_means_busy_while_one_generates(tiny_model: Path) -> None:
+    provider = LocalModel(local_settings(tiny_model, LOCAL_MODEL_MAX_TOKENS="500",
+                                         LOCAL_MODEL_QUEUE="0"), Pace(0.005))
+    holding = provider.stream(QUESTION)
+    next(holding)
+    with pytest.raises(ProviderError, match="model_busy"):
+        next(provider.stream(QUESTION))
+    holding.close()
+    wait_until(lambda: provider.running == 0)
+    assert any(isinstance(item, str) for item in provider.stream(QUESTION))
+
+
+def test_closing_the_provider_ends_generation_and_the_queue(tiny_model: Path) -> None:
+    """What happens when the app shuts down (ChatService.close)."""
+    pace = Pace(0.005)
+    provider = LocalModel(local_settings(tiny_model, LOCAL_MODEL_MAX_TOKENS="2000"), pace)
+    holding = provider.stream(QUESTION)
+    next(holding)
+    queued, queued_items = start_reading(provider)
+    wait_until(lambda: provider.gate.waiting == 1)
+    started = time.monotonic()
+    provider.close()  # cancels the answer and waits for its thread to stop
+    assert time.monotonic() - started < 2
+    assert pace.tokens < 400
+    queued.join(timeout=5)
+    assert isinstance(queued_items[-1], ProviderError)
+    assert queued_items[-1].code == "shutting_down"
+    with pytest.raises(ProviderError, match="shutting_down"):
+        next(provider.stream(QUESTION))
+    assert [item for item in holding if isinstance(item, Usage)]  # it ended, with usage
+
+
+def test_a_prompt_longer_than_the_model_drops_the_oldest_turns(tiny_model: Path) -> None:
+    provider = LocalModel(local_settings(tiny_model, LOCAL_MODEL_MAX_TOKENS="8"))
+    history: list[Any] = [{"role": "system", "content": "Be brief."}]
+    for _ in range(40):  # far over the 4096 positions of the tiny model
+        history += [{"role": "user", "content": PARAGRAPHS[1] * 3},
+                    {"role": "assistant", "content": PARAGRAPHS[2] * 3}]
+    history.append({"role": "user", "content": "And now?"})
+    usage = list(provider.stream(history))[-1]
+    assert isinstance(usage, Usage)
+    assert usage.prompt_tokens is not None
+    assert 1000 < usage.prompt_tokens <= 4096 - 8
+    assert usage.completion_tokens == 8
+
+    with pytest.raises(ProviderError, match="context_length_exceeded"):
+        list(provider.stream([{"role": "user", "content": PARAGRAPHS[1] * 200}]))
+
+
+# -- the app ------------------------------------------------------------------------------
+
+def local_app(make_app: AppFactory, database_url: str, model: Path, **env: str) -> Any:
+    return make_app(database_url, MODEL_PROVIDER="local", BROOK_LOCAL_MODEL=str(model),
+                    OPENAI_BASE_URL="", OPENAI_API_KEY="", **env)
+
+
+def test_the_app_streams_and_stores_the_local_models_answer(
+        make_app: AppFactory, serve: Callable[[Any], LiveServer], database_url: str,
+        tiny_model: Path) -> None:
+    live = serve(local_app(make_app, database_url, tiny_model, LOCAL_MODEL_MAX_TOKENS="30"))
+    with live.client() as client:
+        assert "model-warning" not in client.get("/").text  # a model is ready: no help box
+        conversation_id = new_conversation(client)
+        sent = send(client, conversation_id, "What is Brook?")
+        assert sent["assistant_message"]["model"] == tiny_model.name
+        events = read_events(client, sent["stream_url"])
+        answer = wait_for_answer(client, conversation_id, sent["assistant_message"]["id"])
+    assert next(e["event"] for e in events) == "start"
+    assert len([e for e in events if e["event"] == "message"]) >= 1
+    assert events[-1]["event"] == "end"
+    assert events[-1]["data"]["status"] == "complete"
+    assert events[-1]["data"]["usage"]["completion_tokens"] == 30
+    assert answer["status"] == "complete"
+    assert answer["content"] == text_of(events)
+    assert answer["content"].strip()
+
+
+def test_stop_through_the_api_cancels_local_generation(
+        make_app: AppFactory, serve: Callable[[Any], LiveServer], sqlite_url: str,
+        tiny_model: Path) -> None:
+    app = local_app(make_app, sqlite_url, tiny_model, LOCAL_MODEL_MAX_TOKENS="3000")
+    provider = app.extensions["brook.chat"].provider
+    assert isinstance(provider, LocalModel)
+    provider.on_token = Pace(0.01)  # about 30 s to the end, unless stopped
+    live = serve(app)
+    with live.client() as client:
+        conversation_id = new_conversation(client)
+        sent = send(client, conversation_id, "Tell me everything.")
+        first = read_events(client, sent["stream_url"], limit=2)
+        assert first[-1]["event"] == "message"
+        message_id = sent["assistant_message"]["id"]
+        assert client.post(f"/api/messages/{message_id}/stop", json={}).status_code == 200
+        answer = wait_for_answer(client, conversation_id, message_id)
+        assert answer["status"] == "stopped"
+        assert wait_until(lambda: provider.running == 0) < 2
+
+
+# -- a model that cannot be downloaded ------------------------------------------------------
+
+DOWNLOAD_SCRIPT = """
+import json
+import types
+from pathlib import Path
+
+import huggingface_hub.utils._http as hf_http
+# huggingface_hub retries a refused connection 5 times, 1 to 8 s apart, for each file it
+# tries (about 50 s in all, logged on the console): skip the waits, keep every attempt.
+hf_http.time = types.SimpleNamespace(sleep=lambda seconds: None)
+
+from brook.config import load_settings
+from brook.providers import ProviderError, build_provider
+settings = load_settings({"MODEL_PROVIDER": "local",
+                          "BROOK_LOCAL_MODEL": "brook-tests/no-such-model"}, Path("."))
+try:
+    list(build_provider(settings).stream([{"role": "user", "content": "hi"}]))
+except ProviderError as exc:
+    print(json.dumps({"code": exc.code, "message": exc.message}))
+"""
+
+
+def test_an_unreachable_hub_is_a_clear_error(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"),
+               HF_HUB_DOWNLOAD_TIMEOUT="5", HF_HUB_ETAG_TIMEOUT="5")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", DOWNLOAD_SCRIPT], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    error = json.loads(result.stdout.strip().splitlines()[-1])
+    assert error["code"] == "local_model_unavailable"
+    assert error["message"].startswith(
+        "Could not download the model brook-tests/no-such-model:")
+    assert "BROOK_LOCAL_MODEL" in error["message"]
+    assert "Traceback" not in error["message"]
+    assert "127.0.0.1" not in error["message"]
+    assert "could not load the local model brook-tests/no-such-model" in result.stderr
+    assert "Connection refused" in result.stderr  # the details are in the log
+    assert elapsed < 60
+
+
+# -- gunicorn's gevent worker -------------------------------------------------------------
+
+@pytest.fixture
+def served_model(tmp_path: Path, tiny_model: Path) -> Iterator[Server]:
+    env = {
+        "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
+        "HF_HUB_OFFLINE": "1", "DATABASE_URL": f"sqlite:///{tmp_path / 'brook.db'}",
+        "SECRET_KEY": "local-test", "MODEL_PROVIDER": "local",
+        "BROOK_LOCAL_MODEL": str(tiny_model), "LOCAL_MODEL_CONCURRENCY": "2",
+        "LOCAL_MODEL_MAX_TOKENS": "1500", "FLUSH_INTERVAL_MS": "100",
+        "OMP_NUM_THREADS": "1",  # a model this small runs fastest on one core per answer
+    }
+    server = Server(tmp_path, env)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_gevent_worker_streams_two_answers_and_stays_responsive(served_model: Server) -> None:
+    """Generation runs in OS threads: two answers stream at once and /healthz answers fast."""
+    timeline: list[tuple[float, str, str]] = []
+    results: dict[str, list[dict[str, Any]]] = {}
+    with httpx.Client(base_url=served_model.url, timeout=60) as client:
+        # The first of them loads the model (torch and all) in its thread; the other waits.
+        sent = {name: send(client, new_conversation(client), "Tell me about " + name)
+                for name in ("a", "b")}
+        cookies = dict(client.cookies)  # the same anonymous owner for the readers
+
+    def read(name: str) -> None:
+        with httpx.Client(base_url=served_model.url, timeout=60, cookies=cookies) as reader:
+            events: list[dict[str, Any]] = []
+            for event in iter_events(reader, sent[name]["stream_url"]):
+                timeline.append((time.monotonic(), name, event["event"]))
+                events.append(event)
+            results[name] = events
+
+    readers = [threading.Thread(target=read, args=(name,)) for name in sent]
+    for thread in readers:
+        thread.start()
+    latencies: list[float] = []
+    with httpx.Client(base_url=served_model.url, timeout=10) as probe:
+        wait_until(lambda: {n for _, n, e in timeline if e == "message"} == {"a", "b"}, 30)
+        while not any(e == "end" for _, _, e in timeline) and len(latencies) < 20:
+            started = time.monotonic()
+            assert probe.get("/healthz").status_code == 200
+            latencies.append(time.monotonic() - started)
+            time.sleep(0.05)
+    for thread in readers:
+        thread.join(timeout=60)
+
+    assert len(latencies) >= 3, "the answers ended before /healthz could be measured"
+    assert max(latencies) < 0.5, latencies
+    for name in ("a", "b"):
+        events = results[name]
+        assert events[-1]["event"] == "end"
+        assert events[-1]["data"]["status"] == "complete"
+        assert events[-1]["data"]["usage"]["completion_tokens"] == 1500
+    # Interleaved: each answer had streamed text before the other one ended.
+    first_end = min(t for t, _, e in timeline if e == "end")
+    for name in ("a", "b"):
+        assert sum(1 for t, n, e in timeline if n == name and e == "message"
+                   and t < first_end) >= 2
+
+
+def iter_events(client: httpx.Client, url: str) -> Iterator[dict[str, Any]]:
+    """SSE events as they arrive, until `end`."""
+    from brook import sse
+
+    buffer = ""
+    with client.stream("GET", url) as response:
+        assert response.status_code == 200
+        for chunk in response.iter_text():
+            buffer += chunk
+            while "\n\n" in buffer:
+                block, buffer = buffer.split("\n\n", 1)
+                for event in sse.parse(block + "\n\n"):
+                    yield event
+                    if event["event"] == "end":
+                        return
