@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask import Response, current_app, request
 from sqlalchemy import select
@@ -12,21 +14,30 @@ from ..chat.service import Busy, ChatService, Draining
 from ..db import get_session
 from ..errors import APIError
 from ..identity import current_owner
-from ..models import Conversation, utcnow
+from ..models import Conversation, Message, utcnow
 from . import bp
 from .requests import json_body, message_content, title_from
 from .serialize import conversation_json, message_json
 
 
-def draining() -> APIError:
-    return APIError(503, "shutting_down",
-                    "Brook is restarting. Please send your message again in a moment.")
+@contextmanager
+def starting_an_answer() -> Iterator[None]:
+    """Turn the chat service's refusals to start an answer into their HTTP errors."""
+    try:
+        yield
+    except Busy:
+        raise APIError(409, "answer_in_progress",
+                       "An answer is still being written in this conversation: wait for it "
+                       "or stop it first.") from None
+    except Draining:
+        raise APIError(503, "shutting_down",
+                       "Brook is restarting. Please send your message again in a moment.") from None
 
 
-def busy() -> APIError:
-    return APIError(409, "answer_in_progress",
-                    "An answer is still being written in this conversation: wait for it or "
-                    "stop it first.")
+def turn_json(user: Message, answer: Message) -> dict[str, object]:
+    assistant = message_json(answer)
+    return {"user_message": message_json(user), "assistant_message": assistant,
+            "stream_url": assistant["stream_url"]}
 
 
 def owned_conversation(conversation_id: uuid.UUID, *, with_messages: bool = False
@@ -104,12 +115,6 @@ def send_message(conversation_id: uuid.UUID) -> tuple[dict[str, object], int]:
     content = message_content(body, current_app.config["BROOK_SETTINGS"].max_message_chars)
     conversation = owned_conversation(conversation_id)
     chat: ChatService = current_app.extensions["brook.chat"]
-    try:
+    with starting_an_answer():
         user, answer = chat.send(get_session(), conversation, content)
-    except Busy:
-        raise busy() from None
-    except Draining:
-        raise draining() from None
-    assistant = message_json(answer)
-    return {"user_message": message_json(user), "assistant_message": assistant,
-            "stream_url": assistant["stream_url"]}, 202
+    return turn_json(user, answer), 202

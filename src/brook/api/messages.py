@@ -7,13 +7,13 @@ import uuid
 from flask import Response, current_app, request
 from sqlalchemy import select
 
-from ..chat.service import BadOffset, Busy, ChatService, Draining, Gone, NotLast
+from ..chat.service import BadOffset, ChatService, Gone, NotLast
 from ..db import get_session
 from ..errors import APIError
 from ..identity import current_owner
 from ..models import Conversation, Message
 from . import bp
-from .conversations import busy, draining
+from .conversations import starting_an_answer, turn_json
 from .requests import json_body, message_content
 from .serialize import message_json
 
@@ -85,11 +85,8 @@ def regenerate(message_id: uuid.UUID) -> tuple[dict[str, object], int]:
     answer = owned_answer(message_id)
     chat: ChatService = current_app.extensions["brook.chat"]
     try:
-        fresh = chat.regenerate(get_session(), answer.conversation, answer)
-    except Busy:
-        raise busy() from None
-    except Draining:
-        raise draining() from None
+        with starting_an_answer():
+            fresh = chat.regenerate(get_session(), answer.conversation, answer)
     except NotLast:
         raise APIError(409, "not_last_answer",
                        "Only the last answer of a conversation can be regenerated.") from None
@@ -104,12 +101,6 @@ def edit(message_id: uuid.UUID) -> tuple[dict[str, object], int]:
     content = message_content(body, current_app.config["BROOK_SETTINGS"].max_message_chars)
     user = owned_message(message_id, "user")
     chat: ChatService = current_app.extensions["brook.chat"]
-    try:
+    with starting_an_answer():
         user, answer = chat.edit(get_session(), user.conversation, user, content)
-    except Busy:
-        raise busy() from None
-    except Draining:
-        raise draining() from None
-    assistant = message_json(answer)
-    return {"user_message": message_json(user), "assistant_message": assistant,
-            "stream_url": assistant["stream_url"]}, 202
+    return turn_json(user, answer), 202

@@ -21,6 +21,18 @@ class BadOffset(ValueError):
     """A resume offset beyond the answer."""
 
 
+def hold(sent_at: float, window: float) -> None:
+    """Coalescing: wait out the rest of the window since the last event, if any is left.
+
+    Tokens that arrive meanwhile go out together in the next event; the first event, sent
+    at once, is never held.
+    """
+    if window:
+        wait = sent_at + window - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+
+
 def start_event(message_id: uuid.UUID, model: str | None) -> str:
     return f"retry: {sse.RETRY_MS}\n" + sse.encode(
         "start", {"message_id": str(message_id), "model": model}, 0)
@@ -73,11 +85,7 @@ class LocalBus:
             yield start_event(answer.message_id, answer.model)
         sent_at = 0.0
         while True:
-            if self.coalesce:
-                # Tokens faster than the window go out together; the first is never held.
-                wait = sent_at + self.coalesce - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
+            hold(sent_at, self.coalesce)
             text, done = answer.read(offset, self.keepalive)
             if text:
                 offset += len(text)

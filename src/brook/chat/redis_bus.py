@@ -21,7 +21,7 @@ from typing import Any
 import redis
 
 from .. import sse
-from .bus import BadOffset, LocalBus, final_events, start_event
+from .bus import BadOffset, LocalBus, final_events, hold, start_event
 from .live import LiveAnswer
 
 log = logging.getLogger(__name__)
@@ -172,10 +172,7 @@ class RedisBus(LocalBus):
         cursor = "0-0" if after is None else f"{after}-1"
         sent_at = 0.0
         while True:
-            if self.coalesce:
-                wait = sent_at + self.coalesce - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
+            hold(sent_at, self.coalesce)
             try:
                 reply = self.redis.xread({stream: cursor}, count=10_000,
                                          block=int(self.keepalive * 1000))
