@@ -245,7 +245,8 @@ def load_settings(env: Mapping[str, str] | None = None,
                   instance_path: Path | None = None) -> Settings:
     """Build `Settings` from `env` (default: `os.environ`), failing fast on bad values."""
     env = os.environ if env is None else env
-    instance_path = instance_path or Path("instance").resolve()
+    instance_path = instance_path or Path(env.get("BROOK_INSTANCE_PATH")
+                                          or "instance").resolve()
     provider = _provider(env)
 
     if provider == "azure":

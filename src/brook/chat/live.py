@@ -21,6 +21,7 @@ class LiveAnswer:
         self.model = model
         self.stop_requested = threading.Event()
         self.finalizing = threading.Lock()
+        self.flushed = 0  # characters already written to the database
         self.status = "streaming"
         self.usage: dict[str, Any] | None = None
         self.error: dict[str, str] | None = None

@@ -136,15 +136,22 @@ class RedisBus(LocalBus):
             return
         try:
             with self.redis.pipeline(transaction=False) as pipe:
-                done = [(answer, *answer.queue(pipe)) for answer in batch]
-                pipe.execute()
-        except redis.RedisError:
+                queued = [(answer, *answer.queue(pipe), len(pipe)) for answer in batch]
+                results = pipe.execute(raise_on_error=False)
+        except redis.RedisError:  # Redis is away: keep everything for the next try
             log.warning("could not publish to Redis; will retry", exc_info=True)
             with self._dirty_lock:
                 self._dirty |= batch
             self._closed.wait(0.5)
             return
-        for answer, count, ended in done:
+        start = 0
+        for answer, count, ended, end in queued:
+            failed = [r for r in results[start:end] if isinstance(r, Exception)]
+            start = end
+            if failed:
+                # Entries another instance already ended (an answer it closed as orphaned)
+                # are refused for good: drop them rather than retry them forever.
+                log.warning("Redis refused entries for %s: %s", answer.message_id, failed[0])
             answer.commit(count, ended)
 
     # -- reading -------------------------------------------------------------------------

@@ -15,9 +15,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -81,8 +81,13 @@ class ChatService:
         self.accepting = True
         self.lease = timedelta(seconds=settings.stream_lease)
         self._closed = threading.Event()
-        self._keeper = threading.Thread(target=self._keep, daemon=True, name="brook-lease")
-        self._keeper.start()
+        self._flush_now = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._keep, daemon=True, name="brook-lease"),
+            threading.Thread(target=self._flush_loop, daemon=True, name="brook-flush"),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def _keep(self) -> None:
         """Renew this process's leases often; sweep other processes' expired ones."""
@@ -179,7 +184,6 @@ class ChatService:
         usage: Usage | None = None
         error: dict[str, str] | None = None
         status = "complete"
-        flushed_at, flushed_len = time.monotonic(), 0
         try:
             for item in self.provider.stream(prompt):
                 if live.stop_requested.is_set():
@@ -188,13 +192,8 @@ class ChatService:
                     usage = item
                     continue
                 live.append(item)
-                now = time.monotonic()
-                if (now - flushed_at >= self.settings.flush_interval
-                        or live.length - flushed_len >= self.settings.flush_chars):
-                    flushed_at, flushed_len = now, live.length
-                    if not self._flush(live.message_id, live.text()):
-                        live.stop_requested.set()  # a Stop from another instance
-                        break
+                if live.length - live.flushed >= self.settings.flush_chars:
+                    self._flush_now.set()
             if live.stop_requested.is_set():
                 status = "stopped"
         except ProviderError as exc:
@@ -210,17 +209,49 @@ class ChatService:
             }
             self._finalize(live, status, usage_dict, error)
 
-    def _flush(self, message_id: uuid.UUID, text: str) -> bool:
-        """Write the text so far and renew the lease; False when asked to stop."""
+    def _flush_loop(self) -> None:
+        """Write every live answer's new text in one transaction per flush interval.
+
+        One statement for all answers (not one transaction per answer) keeps the cost per
+        process flat as answers multiply. The same transaction picks up Stops asked from other
+        instances, and answers another process closed.
+        """
+        while not self._closed.is_set():
+            self._flush_now.wait(self.settings.flush_interval)
+            self._flush_now.clear()
+            try:
+                self.flush()
+            except Exception:
+                log.warning("could not write answers to the database; retrying", exc_info=True)
+                self._closed.wait(0.5)
+
+    def flush(self) -> None:
         now = utcnow()
+        batch = [(live, live.length) for live in self.bus.live.answers()
+                 if not live.done and live.length > live.flushed]
+        if not batch:
+            return
+        rows = [{"b_id": live.message_id, "b_content": live.text()[:length]}
+                for live, length in batch]
+        table = cast(Table, Message.__table__)
         with self.sessions.begin() as session:
-            stop = session.scalar(
-                update(Message)
-                .where(Message.id == message_id, Message.status == "streaming")
-                .values(content=text, updated_at=now, lease_until=now + self.lease)
-                .returning(Message.stop_requested)
+            session.connection().execute(
+                update(table)
+                .where(table.c.id == bindparam("b_id"), table.c.status == "streaming")
+                .values(content=bindparam("b_content"), updated_at=now,
+                        lease_until=now + self.lease),
+                rows,
             )
-        return stop is False
+            halted = set(session.scalars(
+                select(Message.id).where(
+                    Message.id.in_([live.message_id for live, _ in batch]),
+                    or_(Message.stop_requested, Message.status != "streaming"))
+            ))
+        for live, length in batch:
+            live.flushed = max(live.flushed, length)
+            if live.message_id in halted:
+                live.stop_requested.set()  # a Stop from another instance, or closed elsewhere
+                self.stop_local(live.message_id)
 
     def _finalize(self, live: LiveAnswer, status: str, usage: dict[str, Any] | None,
                   error: dict[str, str] | None) -> None:
@@ -322,12 +353,15 @@ class ChatService:
 
     def sweep(self) -> int:
         """Mark answers whose generator's lease has run out as `interrupted`."""
+        ours = {live.message_id for live in self.bus.live.answers()}
         with self.sessions() as session:
             orphans = session.scalars(
                 select(Message.id).where(Message.status == "streaming",
                                          Message.lease_until < utcnow())
             ).all()
-        return sum(self.close_orphan(message_id, "interrupted") for message_id in orphans)
+        # Never our own: a busy process may renew late, but it is not dead.
+        return sum(self.close_orphan(message_id, "interrupted")
+                   for message_id in orphans if message_id not in ours)
 
     def drain(self, grace: float) -> None:
         """Stop taking answers, let running ones finish for `grace` seconds, interrupt the rest.
@@ -392,7 +426,9 @@ class ChatService:
 
     def close(self) -> None:
         self._closed.set()
-        self._keeper.join(timeout=5)
+        self._flush_now.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
         self.provider.close()
         self.bus.close()
 

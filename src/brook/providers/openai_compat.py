@@ -42,6 +42,12 @@ class OpenAICompatible:
         identity in Azure, developer sign-in locally).
         """
         timeout = openai.Timeout(settings.model_timeout, connect=settings.model_connect_timeout)
+        # One gevent worker streams thousands of answers at once, each on its own connection;
+        # the SDK's default pool stops at 1,000.
+        http_client = openai.DefaultHttpxClient(
+            timeout=timeout,
+            limits=httpx2.Limits(max_connections=20_000, max_keepalive_connections=1_000),
+        )
         if settings.provider == "azure":
             assert settings.azure_openai_endpoint
             assert settings.azure_openai_deployment
@@ -64,6 +70,7 @@ class OpenAICompatible:
                 api_version=settings.azure_openai_api_version,
                 timeout=timeout,
                 max_retries=settings.model_max_retries,
+                http_client=http_client,
                 **auth,
             )
             return cls(client, settings.azure_openai_deployment, on_close)
@@ -73,6 +80,7 @@ class OpenAICompatible:
             base_url=settings.openai_base_url,
             timeout=timeout,
             max_retries=settings.model_max_retries,
+            http_client=http_client,
         )
         return cls(client, settings.openai_model)
 
