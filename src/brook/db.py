@@ -34,7 +34,7 @@ def make_engine(url: str, credential: TokenCredential | None = None) -> Engine:
     they expire, and connections are recycled well within a token's hour.
     """
     if url.startswith("sqlite:"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, pool_size=10, max_overflow=40)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -45,7 +45,7 @@ def make_engine(url: str, credential: TokenCredential | None = None) -> Engine:
             cursor.close()
 
         return engine
-    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40,
                            pool_recycle=1800)
     if credential is not None:
         token_source = credential

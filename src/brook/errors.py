@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask, Response, jsonify, request
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,14 @@ def _database_down(exc: OperationalError) -> Response:
     return response
 
 
+def _pool_exhausted(_exc: PoolTimeout) -> Response:
+    log.warning("no free database connection for %s %s", request.method, request.path)
+    response = error_response(503, "overloaded",
+                              "Brook is very busy right now. Please try again in a moment.")
+    response.headers["Retry-After"] = "2"
+    return response
+
+
 def _unexpected(exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(500, "internal_error", "Something went wrong on the server.")
@@ -56,4 +65,5 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(APIError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(OperationalError, _database_down)
+    app.register_error_handler(PoolTimeout, _pool_exhausted)
     app.register_error_handler(Exception, _unexpected)
