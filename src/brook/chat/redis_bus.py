@@ -162,11 +162,21 @@ class RedisBus(LocalBus):
             return local
         stream = key(message_id)
         try:
-            last = self.redis.xrevrange(stream, count=1)
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xrange(stream, count=1)
+                pipe.xrevrange(stream, count=1)
+                first, last = pipe.execute()
         except redis.RedisError:
             log.warning("Redis is unavailable; serving %s from the database", message_id)
             return None
-        if not last:
+        if not first:
+            return None
+        # A Redis that restarted lost the stream's beginning: unless the reader is past the
+        # gap, the database serves it (it holds everything flushed, with the same offsets).
+        first_id, fields = first[0]
+        covered_from = 0 if "m" in fields else int(first_id.split("-")[0]) - len(
+            fields.get("t", ""))
+        if (after is None and "m" not in fields) or covered_from > (after or 0):
             return None
         length = int(last[0][0].split("-")[0])
         if after is not None and after > length:
