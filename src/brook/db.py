@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from azure.core.credentials import TokenCredential
 from flask import Flask, current_app, g
-from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy import Connection, Engine, create_engine, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import ConfigError
@@ -65,12 +65,16 @@ def upgrade(url: str, credential: TokenCredential | None = None) -> None:
     engine = make_engine(url, credential)
     try:
         with engine.begin() as connection:
-            cfg = AlembicConfig()
-            cfg.set_main_option("script_location", str(MIGRATIONS))
-            cfg.attributes["connection"] = connection
-            command.upgrade(cfg, "head")
+            _upgrade_on(connection)
     finally:
         engine.dispose()
+
+
+def _upgrade_on(connection: Connection) -> None:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, "head")
 
 
 def ensure_schema(engine: Engine) -> None:
@@ -86,10 +90,7 @@ def ensure_schema(engine: Engine) -> None:
         return
     if engine.dialect.name == "sqlite":
         with engine.begin() as connection:
-            cfg = AlembicConfig()
-            cfg.set_main_option("script_location", str(MIGRATIONS))
-            cfg.attributes["connection"] = connection
-            command.upgrade(cfg, "head")
+            _upgrade_on(connection)
         return
     raise ConfigError(
         f"The database at DATABASE_URL is at migration {current or 'none'}, not "
