@@ -481,6 +481,42 @@ def test_copy_buttons_and_highlighted_code(chat: Page, site: LiveServer,
     assert chat.evaluate("navigator.clipboard.readText()") == fake.reply
 
 
+def test_code_is_highlighted_off_the_page_while_written_and_when_finished(
+        chat: Page, fake: FakeModelServer) -> None:
+    """highlight.js runs in a worker: the code block being written is coloured as it grows,
+    every finished block is highlighted in full (unlabeled code gets its language guessed
+    and named in its header), and what the worker returns is sanitized like the rest."""
+    python = "".join(f"def step_{i}(x):\n    return x + {i}\n" for i in range(40))
+    unlabeled = ("import os\n\n\ndef walk(root):\n    for name in os.listdir(root):\n"
+                 "        if name.startswith(\".\"):\n            continue\n"
+                 "        elif name is None:\n            pass\n"
+                 "        print(f\"{root}/{name}\")\n\n\n"
+                 "if __name__ == \"__main__\":\n    walk(\".\")\n")
+    html = '<img src=x onerror="window.__xss=1">\n<p>hello</p>'
+    fake.reply = (f"```python\n{python}```\n\nUnlabeled:\n\n```\n{unlabeled}```\n\n"
+                  f"```html\n{html}\n```\n\nDone.")
+    fake.gap = 0.02
+    ask(chat, "Code please")
+    answer = last_answer(chat)
+    first = answer.locator(".code-block").first
+    expect(first.locator(".hljs-keyword").first).to_have_text("def")
+    assert answer.get_attribute("data-status") == "streaming"  # coloured while written
+    expect(answer).to_have_attribute("data-status", "complete", timeout=20_000)
+
+    blocks = answer.locator(".code-block")
+    expect(blocks).to_have_count(3)
+    expect(blocks.nth(0).locator("code.hljs.language-python")).to_be_attached()
+    expect(blocks.nth(0).locator(".hljs-title.function_")).to_have_count(40)
+    expect(blocks.nth(1).locator("code.language-python")).to_be_attached()  # guessed
+    expect(blocks.nth(1).locator(".code-lang")).to_have_text("python")
+    expect(blocks.nth(2).locator("code.language-html .hljs-tag").first).to_be_attached()
+    assert blocks.nth(0).locator("pre").text_content() == python.rstrip("\n")
+    assert blocks.nth(1).locator("pre").text_content() == unlabeled.rstrip("\n")
+    assert blocks.nth(2).locator("pre").text_content() == html
+    assert answer.locator(".content img, .content p:has-text('hello')").count() == 0
+    assert chat.evaluate("window.__xss") is None
+
+
 def test_links_open_in_a_new_tab_and_external_images_are_not_loaded(
         chat: Page, fake: FakeModelServer) -> None:
     fake.reply = ("See [the docs](https://example.com/docs) and a picture: "
@@ -726,12 +762,17 @@ def test_every_asset_comes_from_the_app_within_its_csp(page: Page, site: LiveSer
     page.wait_for_load_state("networkidle")
     assert all(u.startswith(site.url + "/") for u in requests), requests
     assert any("/vendor/highlight/" in u for u in requests)
-    # Every module is preloaded from the page's head, so none waits for its importer.
+    # Every module of the page is preloaded from its head, so none waits for its importer;
+    # highlight.js is loaded by the highlighting worker only, never by the page itself.
     modules = {u.removeprefix(site.url) for u in requests if u.endswith((".js", ".mjs"))}
+    worker = {"/static/js/highlight-worker.js", "/static/vendor/highlight/common.js",
+              "/static/vendor/highlight/core.min.js"}
+    assert worker <= modules
     preloaded = set(page.eval_on_selector_all(
         "link[rel=modulepreload], script[type=module]", "els => els.map(e => e.getAttribute("
         "e.tagName === 'LINK' ? 'href' : 'src'))"))
-    assert modules <= preloaded, modules - preloaded
+    assert modules - worker <= preloaded, modules - worker - preloaded
+    assert not any("/vendor/highlight/" in u for u in preloaded)
     assert page.evaluate("window.__csp") == []
     assert console == []
 

@@ -1,16 +1,18 @@
-// Model output is untrusted Markdown: rendered with marked (raw HTML escaped, code
-// highlighted with highlight.js), then sanitized with DOMPurify, every time, before it
-// touches the page. Nothing in an answer may make the browser fetch anything: not from
-// another origin, and not from Brook's own either (a GET there carries the user's cookies).
+// Model output is untrusted Markdown: rendered with marked (raw HTML escaped), then
+// sanitized with DOMPurify, every time, before it touches the page. Code is highlighted by
+// highlight.js in a worker (highlighter.js), and what the worker returns is sanitized too
+// before it replaces the plain text of a block. Nothing in an answer may make the browser
+// fetch anything: not from another origin, and not from Brook's own either (a GET there
+// carries the user's cookies).
 import { Marked } from "../vendor/marked.esm.js";
 import DOMPurify from "../vendor/purify.es.mjs";
-import hljs from "../vendor/highlight/common.js";
+import { highlight } from "./highlighter.js";
 
 const HTML_ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 export const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]);
 
-const AUTODETECT_LIMIT = 5000; // characters; guessing the language of more is too slow
-let autoDetect = false; // guess the language of unlabeled code (finished blocks only)
+// What md.parser() is rendering now: the view, and the code blocks met ({text, label}).
+let job = null;
 
 function isDataImage(url) {
   return /^data:image\//i.test(String(url).trim());
@@ -25,13 +27,13 @@ function hostOf(url) {
   }
 }
 
-function highlightCode(text, language) {
-  if (language && hljs.getLanguage(language)) {
-    return { html: hljs.highlight(text, { language, ignoreIllegals: true }).value, language };
-  }
-  if (!language && autoDetect && text.length <= AUTODETECT_LIMIT) {
-    const guess = hljs.highlightAuto(text);
-    if (guess.language && guess.relevance >= 5) return { html: guess.value, language: guess.language };
+/** A code block's first rendering, before the worker's: plain text, or, for the block an
+ * answer is still writing, the highlighting of what it had written when last asked for
+ * (view.live) followed by the rest as plain text. */
+function interim(view, text) {
+  const live = view && view.live;
+  if (live && live.text && text.startsWith(live.text)) {
+    return { html: live.html + escapeHtml(text.slice(live.text.length)), language: live.language };
   }
   return { html: escapeHtml(text), language: "" };
 }
@@ -45,7 +47,8 @@ const md = new Marked({
       block ? `<p class="raw-html">${escapeHtml(text.replace(/\n+$/, ""))}</p>\n` : escapeHtml(text),
     code({ text, lang }) {
       const label = ((lang || "").match(/^\S*/) || [""])[0];
-      const { html, language } = highlightCode(text, label.toLowerCase());
+      const { html, language } = interim(job && job.view, text);
+      job?.codes.push({ text, label: label.toLowerCase() });
       const cls = language ? ` language-${escapeHtml(language)}` : "";
       return `<pre data-language="${escapeHtml(label || language)}"><code class="hljs${cls}">${html}</code></pre>\n`;
     },
@@ -117,14 +120,46 @@ function decorate(fragment) {
   return fragment;
 }
 
-function renderTokens(tokens, final) {
-  autoDetect = final;
-  try {
-    const html = md.parser(tokens);
-    return decorate(DOMPurify.sanitize(html));
-  } finally {
-    autoDetect = false;
+/** Replaces a code block's plain text with the worker's highlighting of the same text. */
+function applyHighlight(code, text, { html, language }) {
+  if (code.textContent !== text) return;
+  const colored = DOMPurify.sanitize(html);
+  if (colored.textContent !== text) return; // colours only: never other text
+  code.replaceChildren(colored);
+  code.className = `hljs language-${language}`;
+  const pre = code.parentElement;
+  if (pre && !pre.dataset.language) { // a guessed language: name it in the block's header
+    pre.dataset.language = language;
+    const name = pre.parentElement?.querySelector(":scope > .code-header > .code-lang");
+    if (name) name.textContent = language;
   }
+}
+
+function renderTokens(tokens, view, final) {
+  job = { view, codes: [] };
+  let fragment;
+  let codes;
+  try {
+    fragment = decorate(DOMPurify.sanitize(md.parser(tokens)));
+  } finally {
+    codes = job.codes;
+    job = null;
+  }
+  // Every code token became one <pre><code> (raw HTML is escaped, so there are no others).
+  const elements = fragment.querySelectorAll("pre > code");
+  if (elements.length === codes.length) {
+    if (final) {
+      // Unlabeled code gets its language guessed (finished blocks only).
+      codes.forEach(({ text, label }, i) => {
+        highlight(text, label, true).then((result) => {
+          if (result) applyHighlight(elements[i], text, result);
+        });
+      });
+    } else if (view && codes.length) {
+      view.highlightLive(codes.at(-1));
+    }
+  }
+  return fragment;
 }
 
 /** Renders a growing Markdown text into a container, block by block.
@@ -140,6 +175,8 @@ export class MarkdownView {
   }
 
   reset() {
+    this.generation = (this.generation || 0) + 1; // outdates answers from the worker
+    this.live = null; // {text, html, language}: the open code block, last highlighted
     this.text = "";
     this.committed = 0; // characters of `text` rendered as finished blocks
     this.openNodes = [];
@@ -170,12 +207,27 @@ export class MarkdownView {
     if (cut > 0) {
       const done = tokens.slice(0, cut);
       this.committed += done.reduce((n, token) => n + token.raw.length, 0);
-      this.container.append(renderTokens(done, true));
+      this.container.append(renderTokens(done, this, true));
+      this.live = null; // the open block is another one now
+      this.generation += 1;
     }
     if (!final && last >= 0) {
-      const fragment = renderTokens(tokens.slice(cut), false);
+      const fragment = renderTokens(tokens.slice(cut), this, false);
       this.openNodes = [...fragment.childNodes];
       this.container.append(fragment);
     }
+  }
+
+  /** Asks the worker to highlight the code block being written (labeled code only: the
+   * language of unlabeled code is guessed when it is finished), one request at a time;
+   * the next render shows it. */
+  highlightLive({ text, label }) {
+    if (this.liveBusy || !label || (this.live && this.live.text === text)) return;
+    this.liveBusy = true;
+    const { generation } = this;
+    highlight(text, label).then((result) => {
+      this.liveBusy = false;
+      if (result && generation === this.generation) this.live = { text, ...result };
+    });
   }
 }
