@@ -9,7 +9,9 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(method, url, body) {
+/** Sends a request, or, with `started`, reads the response to one already sent with the
+ * same headers (early.js). */
+export async function api(method, url, body, started = null) {
   const options = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
   if (method !== "GET" && method !== "DELETE") {
     options.headers["Content-Type"] = "application/json";
@@ -17,7 +19,7 @@ export async function api(method, url, body) {
   }
   let response;
   try {
-    response = await fetch(url, options);
+    response = await (started || fetch(url, options));
   } catch {
     throw new ApiError("Could not reach the server. Check your connection and try again.");
   }

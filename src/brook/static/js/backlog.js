@@ -4,9 +4,11 @@
 // meanwhile, so screen readers do not read each upgrade as a new message.
 import { renderPending } from "./messages.js";
 
-const FIRST_MS = 30; // rendered before the first paint (at least MIN_FIRST answers)
-const MIN_FIRST = 3;
-const SLICE_MS = 10; // per idle slice afterwards
+// Rendered before the first paint: the newest answers, until they hold FIRST_CHARS
+// characters (more than a tall window shows below the newest question) or FIRST_MS is spent.
+const FIRST_CHARS = 5000;
+const FIRST_MS = 25;
+const SLICE_MS = 10; // per idle slice afterwards, and per batch that scrolls into view
 
 const idle = (callback) => ("requestIdleCallback" in window
   ? { idle: window.requestIdleCallback(callback, { timeout: 150 }) }
@@ -24,6 +26,8 @@ export class Backlog {
     this.changed = changed;
     this.queue = [];
     this.handle = null;
+    this.near = []; // pending answers near the view
+    this.nearTimer = 0;
     this.byElement = new WeakMap();
     this.observer = "IntersectionObserver" in window
       ? new IntersectionObserver((entries) => this.onVisible(entries),
@@ -36,10 +40,11 @@ export class Backlog {
     this.stop();
     const pending = records.filter((record) => record.pending).reverse();
     const started = performance.now();
-    let done = 0;
-    while (pending.length && (done < MIN_FIRST || performance.now() - started < FIRST_MS)) {
-      renderPending(pending.shift());
-      done += 1;
+    let chars = 0;
+    while (pending.length && chars < FIRST_CHARS && (!chars || performance.now() - started < FIRST_MS)) {
+      const record = pending.shift();
+      renderPending(record);
+      chars += record.view.text.length;
     }
     this.queue = pending;
     for (const record of pending) {
@@ -66,16 +71,23 @@ export class Backlog {
     this.schedule();
   }
 
+  /** Answers that come near the view are rendered before the others, a slice at a time
+   * (newest first), even while the background upgrade is paused. */
   onVisible(entries) {
-    let any = false;
     for (const entry of entries) {
       const record = entry.isIntersecting && this.byElement.get(entry.target);
-      if (record && record.pending) {
-        this.render(record);
-        any = true;
-      }
+      if (record && record.pending && !this.near.includes(record)) this.near.push(record);
     }
-    if (any) this.changed();
+    this.near.sort((a, b) => (a.el.compareDocumentPosition(b.el) & Node.DOCUMENT_POSITION_FOLLOWING ? 1 : -1));
+    if (this.near.length && !this.nearTimer) this.renderNear();
+  }
+
+  renderNear() {
+    this.nearTimer = 0;
+    const started = performance.now();
+    while (this.near.length && performance.now() - started < SLICE_MS) this.render(this.near.shift());
+    if (this.near.length) this.nearTimer = setTimeout(() => this.renderNear());
+    this.changed();
   }
 
   render(record) {
@@ -98,6 +110,9 @@ export class Backlog {
   stop() {
     this.yield();
     this.queue = [];
+    this.near = [];
+    clearTimeout(this.nearTimer);
+    this.nearTimer = 0;
     this.observer?.disconnect();
   }
 }

@@ -29,7 +29,7 @@ export async function refreshList() {
   const token = ++state.listToken;
   let data;
   try {
-    data = await (takeList() || api("GET", urls.conversations));
+    data = await api("GET", urls.conversations, null, takeList());
   } catch (err) {
     showNotice(err.message);
     return;
@@ -79,7 +79,7 @@ export async function openConversation(id) {
   els.messages.setAttribute("aria-busy", "true");
   let conversation;
   try {
-    conversation = await (takeConversation(id) || api("GET", urls.conversation(id)));
+    conversation = await api("GET", urls.conversation(id), null, takeConversation(id));
   } catch (err) {
     if (view !== state.view) return;
     els.messages.removeAttribute("aria-busy");

@@ -30,20 +30,28 @@ export function icon(name) {
 }
 
 // A button with an icon and a visible label, or (labelHidden) an icon-only button whose
-// label is its accessible name and tooltip.
+// label is its accessible name and tooltip. Each kind is built once and then cloned: a
+// long conversation has hundreds of them.
+const prototypes = new Map();
+
 export function iconButton(name, label, { className = "", labelHidden = false } = {}) {
-  const button = document.createElement("button");
-  button.type = "button";
-  if (className) button.className = className;
-  button.append(icon(name));
-  if (labelHidden) {
-    button.setAttribute("aria-label", label);
-    button.title = label;
-  } else {
-    const span = document.createElement("span");
-    span.className = "label";
-    span.textContent = label;
-    button.append(span);
+  const key = JSON.stringify([name, label, className, labelHidden]);
+  let prototype = prototypes.get(key);
+  if (!prototype) {
+    prototype = document.createElement("button");
+    prototype.type = "button";
+    if (className) prototype.className = className;
+    prototype.append(icon(name));
+    if (labelHidden) {
+      prototype.setAttribute("aria-label", label);
+      prototype.title = label;
+    } else {
+      const span = document.createElement("span");
+      span.className = "label";
+      span.textContent = label;
+      prototype.append(span);
+    }
+    prototypes.set(key, prototype);
   }
-  return button;
+  return prototype.cloneNode(true);
 }

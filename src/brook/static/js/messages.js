@@ -18,34 +18,50 @@ function actionButton(iconName, label, action) {
   return button;
 }
 
-/** A message record: {id, role, el, content, status, error, view?, pending?} with its
- * element. With `defer`, a finished answer shows as plain text until renderPending(). */
-export function createMessage(msg, { defer = false } = {}) {
+// A message's element, built once per role and cloned: a long conversation has hundreds.
+const PROTOTYPES = {};
+
+function prototypeOf(role) {
+  if (PROTOTYPES[role]) return PROTOTYPES[role];
   const el = document.createElement("article");
   el.className = "message";
-  el.dataset.role = msg.role;
-  el.dataset.id = msg.id;
+  el.dataset.role = role;
   const sender = document.createElement("p");
   sender.className = "sender";
-  sender.textContent = msg.role === "user" ? "You" : APP_NAME;
+  sender.textContent = role === "user" ? "You" : APP_NAME;
   const content = document.createElement("div");
   content.className = "content";
   const actions = document.createElement("div");
   actions.className = "message-actions";
   el.append(sender, content);
-
-  const record = { id: msg.id, role: msg.role, el, content, status: msg.status, error: null };
-  if (msg.role === "user") {
-    record.text = msg.content;
-    content.textContent = msg.content;
+  if (role === "user") {
     actions.append(actionButton("pencil", "Edit", "edit"));
   } else {
-    record.view = new MarkdownView(content);
     const statusLine = document.createElement("div");
     statusLine.className = "status-line";
     el.append(statusLine);
     actions.append(actionButton("copy", "Copy", "copy-answer"),
       actionButton("refresh", "Regenerate", "regenerate"));
+  }
+  el.append(actions);
+  PROTOTYPES[role] = el;
+  return el;
+}
+
+/** A message record: {id, role, el, content, status, error, view?, pending?} with its
+ * element. With `defer`, a finished answer shows as plain text until renderPending(). */
+export function createMessage(msg, { defer = false } = {}) {
+  const role = msg.role === "user" ? "user" : "assistant";
+  const el = prototypeOf(role).cloneNode(true);
+  el.dataset.id = msg.id;
+  const content = el.children[1];
+
+  const record = { id: msg.id, role: msg.role, el, content, status: msg.status, error: null };
+  if (role === "user") {
+    record.text = msg.content;
+    content.textContent = msg.content;
+  } else {
+    record.view = new MarkdownView(content);
     if (msg.status !== "streaming") {
       record.view.setText(msg.content || "");
       if (defer && msg.content) {
@@ -57,7 +73,6 @@ export function createMessage(msg, { defer = false } = {}) {
       }
     }
   }
-  el.append(actions);
   setStatus(record, msg.status, msg.error);
   return record;
 }
