@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import sse
+from ..background import spawn
 from ..config import Settings
 from ..models import Conversation, Message, utcnow
 from ..providers import Provider, ProviderError, Usage
@@ -58,8 +59,19 @@ def default_title(content: str) -> str:
     return words if len(words) <= TITLE_CHARS else words[: TITLE_CHARS - 1].rstrip() + "…"
 
 
+MESSAGES = cast(Table, Message.__table__)
+# Built once: constructing a statement costs more than running it on SQLite.
+FINAL = (
+    update(MESSAGES)
+    .where(MESSAGES.c.id == bindparam("b_id"), MESSAGES.c.status == "streaming")
+    .values(content=bindparam("b_content"), status=bindparam("b_status"),
+            error=bindparam("b_error"), updated_at=bindparam("b_now"), lease_until=None,
+            prompt_tokens=bindparam("b_prompt"), completion_tokens=bindparam("b_completion"))
+)
+
+
 def start_thread(target: Callable[[], None]) -> None:
-    threading.Thread(target=target, daemon=True, name="brook-generate").start()
+    spawn(target, "brook-generate")
 
 
 def worker_id() -> str:
@@ -159,11 +171,14 @@ class ChatService:
         conversation.updated_at = now
         session.add(answer)
         try:
-            session.commit()
+            session.flush()  # the one-streaming-answer-per-conversation index says Busy here
         except IntegrityError:
             session.rollback()
             raise Busy from None
+        # Read the prompt in the same transaction, so that the commit returns the connection
+        # to the pool before anything can switch to another greenlet.
         prompt = self.prompt_for(session, conversation.id)
+        session.commit()
         live = self.bus.open(answer.id, answer.model)
         self.spawn(lambda: self.generate(live, prompt))
         return answer
@@ -233,11 +248,10 @@ class ChatService:
             return
         rows = [{"b_id": live.message_id, "b_content": live.text()[:length]}
                 for live, length in batch]
-        table = cast(Table, Message.__table__)
         with self.sessions.begin() as session:
             session.connection().execute(
-                update(table)
-                .where(table.c.id == bindparam("b_id"), table.c.status == "streaming")
+                update(MESSAGES)
+                .where(MESSAGES.c.id == bindparam("b_id"), MESSAGES.c.status == "streaming")
                 .values(content=bindparam("b_content"), updated_at=now,
                         lease_until=now + self.lease),
                 rows,
@@ -260,19 +274,15 @@ class ChatService:
             if live.done:
                 return
             text = live.seal()
+            tokens = usage or {}
             try:
                 with self.sessions.begin() as session:
-                    values: dict[str, Any] = {"content": text, "status": status,
-                                              "error": error, "updated_at": utcnow(),
-                                              "lease_until": None}
-                    if usage:
-                        values["prompt_tokens"] = usage["prompt_tokens"]
-                        values["completion_tokens"] = usage["completion_tokens"]
-                    session.execute(
-                        update(Message)
-                        .where(Message.id == live.message_id, Message.status == "streaming")
-                        .values(**values)
-                    )
+                    session.connection().execute(FINAL, {
+                        "b_id": live.message_id, "b_content": text, "b_status": status,
+                        "b_error": error, "b_now": utcnow(),
+                        "b_prompt": tokens.get("prompt_tokens"),
+                        "b_completion": tokens.get("completion_tokens"),
+                    })
             except Exception:
                 log.exception("could not store the final answer %s", live.message_id)
             finally:

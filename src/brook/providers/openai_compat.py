@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 import httpx2
 import openai
 from azure.core.credentials import TokenCredential
 
+from ..background import spawn
 from ..chat.tokens import ChatMessage
 from ..config import Settings
 from .base import ProviderError, Usage
@@ -91,48 +93,96 @@ class OpenAICompatible:
 
     def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str | Usage]:
         try:
-            with self.client.chat.completions.with_streaming_response.create(  # type: ignore[call-overload]
-                model=self.model or "",
-                messages=list(messages),
+            # The SDK's documented way to a raw response: it still builds the URL (Azure's
+            # deployment paths too), signs in, retries and raises on error statuses, but
+            # skips type-checking the whole prompt on every request.
+            response: httpx2.Response = self.client.post(  # type: ignore[assignment]
+                "/chat/completions",
+                cast_to=httpx2.Response,
+                body={"model": self.model or "", "messages": list(messages), "stream": True,
+                      "stream_options": {"include_usage": True}},
                 stream=True,
-                stream_options={"include_usage": True},
-            ) as response:
-                yield from _read_stream(response.iter_lines())
+                stream_cls=openai.Stream[Any],  # unused: `cast_to` asks for the raw response
+            )
+            chunks = response.iter_bytes()
+            try:
+                yield from _read_stream(chunks)
+            except BaseException:  # a failure, or the consumer stopped (Stop)
+                response.close()
+                raise
+            # The answer is complete; what follows `[DONE]` is read after it, in the background.
+            spawn(lambda: _drain(chunks, response), "brook-drain")
         except ProviderError:
             raise
         except Exception as exc:
             raise translate(exc) from exc
 
 
-def _read_stream(lines: Iterator[str]) -> Iterator[str | Usage]:
-    finished = False
-    for line in lines:
-        if not line.startswith("data:"):
-            continue  # blank separators, comments, `event:` lines
-        data = line[5:].strip()
-        if data == "[DONE]":
-            finished = True
-            break
-        chunk = json.loads(data)
-        if "error" in chunk:
-            raise ProviderError("upstream_error", "The model service reported an error.")
-        for choice in chunk.get("choices") or ():
-            text = (choice.get("delta") or {}).get("content")
-            if text:
-                yield text
-            if choice.get("finish_reason") == "content_filter":
-                raise ProviderError(
-                    "content_filter",
-                    "The model service's content filter stopped this answer.",
-                )
-        usage = chunk.get("usage")
-        if usage:
-            yield Usage(usage.get("prompt_tokens"), usage.get("completion_tokens"))
-    if not finished:
-        raise ProviderError(
-            "stream_interrupted",
-            "The connection to the model service broke off before the answer was complete.",
-        )
+def _drain(rest: Iterator[bytes], response: httpx2.Response) -> None:
+    """Read what follows `[DONE]`, so that the connection goes back to the pool for reuse."""
+    try:
+        for _ in rest:
+            pass
+    except Exception as exc:  # the answer is complete; only the connection is lost
+        log.debug("could not read the end of a model response: %r", exc)
+    finally:
+        response.close()
+
+
+def _read_stream(chunks: Iterable[bytes]) -> Iterator[str | Usage]:
+    """The answer's text from the raw event stream, one piece per network read.
+
+    Each read's complete `data:` lines are decoded together and their text goes out as one
+    piece, so when the model is faster than Brook reads, several tokens cost one hand-over
+    to readers. Lines end with LF, CRLF or CR, as the SSE format allows.
+    """
+    pending = b""
+    for chunk in chain(chunks, (b"\n",)):  # the newline ends a last line left open
+        buffer = pending + chunk if pending else chunk
+        end = max(buffer.rfind(b"\n"), buffer.rfind(b"\r")) + 1
+        pending = buffer[end:]
+        items: list[str | Usage] = []
+        done, failure = False, None
+        try:
+            for line in buffer[:end].splitlines():
+                # Only data lines: not blank separators, comments or `event:` lines.
+                if line.startswith(b"data:") and _read_event(line[5:].strip(), items):
+                    done = True
+                    break
+        except Exception as exc:  # the text before it still counts
+            failure = exc
+        yield from items
+        if failure is not None:
+            raise failure
+        if done:
+            return
+    raise ProviderError(
+        "stream_interrupted",
+        "The connection to the model service broke off before the answer was complete.",
+    )
+
+
+def _read_event(data: bytes, items: list[str | Usage]) -> bool:
+    """Add one event's text (joined to text before it) or usage to `items`; True at the end."""
+    if data == b"[DONE]":
+        return True
+    event = json.loads(data)
+    if "error" in event:
+        raise ProviderError("upstream_error", "The model service reported an error.")
+    for choice in event.get("choices") or ():
+        text = (choice.get("delta") or {}).get("content")
+        if text:
+            if items and isinstance(items[-1], str):
+                items[-1] += text
+            else:
+                items.append(text)
+        if choice.get("finish_reason") == "content_filter":
+            raise ProviderError("content_filter",
+                                "The model service's content filter stopped this answer.")
+    usage = event.get("usage")
+    if usage:
+        items.append(Usage(usage.get("prompt_tokens"), usage.get("completion_tokens")))
+    return False
 
 
 def translate(exc: BaseException) -> ProviderError:

@@ -1,0 +1,21 @@
+"""Work that runs on after the request that started it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import gevent
+from gevent import monkey
+
+
+def spawn(target: Callable[[], None], name: str = "brook-background") -> None:
+    """Run `target` in the background: a greenlet under gevent, else a daemon thread.
+
+    Under gevent, `threading.Thread.start` waits for the new greenlet to run, which puts the
+    caller behind every other ready greenlet; `gevent.spawn` only schedules it.
+    """
+    if monkey.is_module_patched("threading"):
+        gevent.spawn(target)
+    else:
+        threading.Thread(target=target, daemon=True, name=name).start()
