@@ -102,3 +102,33 @@ def test_provider_errors_carry_no_upstream_text(fake: FakeModelServer, tmp_path:
     assert "right" not in caught.value.message
     assert "wrong" not in caught.value.message
     assert caught.value.__cause__ is not None  # the upstream's details, for the log
+
+
+def test_upstream_connection_is_reused(fake: FakeModelServer, tmp_path: Path) -> None:
+    """After `[DONE]` the rest of the response is read, so the next answer skips connecting."""
+    settings = load_settings({"OPENAI_BASE_URL": fake.url + "/v1", "OPENAI_MODEL": "m"},
+                             tmp_path)
+    provider = build_provider(settings)
+    before = fake.connections
+    try:
+        for _ in range(3):
+            assert collect(provider)[0] == "Hello from the fake model."
+            time.sleep(0.05)  # the drain runs in the background after the last piece
+    finally:
+        provider.close()
+    assert fake.connections - before == 1
+
+
+def test_stopping_early_closes_the_response(fake: FakeModelServer, tmp_path: Path) -> None:
+    settings = load_settings({"OPENAI_BASE_URL": fake.url + "/v1", "OPENAI_MODEL": "m"},
+                             tmp_path)
+    provider: Any = build_provider(settings)
+    before = fake.connections
+    try:
+        stream = provider.stream(PROMPT)
+        assert isinstance(next(stream), str)
+        stream.close()  # what Stop does: the half-read response cannot be reused
+        assert collect(provider)[0] == "Hello from the fake model."
+    finally:
+        provider.close()
+    assert fake.connections - before == 2

@@ -215,6 +215,7 @@ class FakeModelServer:
         self.ttft, self.gap, self.tokens = ttft, gap, tokens
         self.reply, self.api_key = reply, api_key
         self.requests: list[dict[str, Any]] = []
+        self.connections = 0  # accepted so far: tests see whether clients reuse them
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._fault_counts: dict[str, int] = {}
@@ -291,6 +292,7 @@ class FakeModelServer:
         task = asyncio.current_task()
         assert task is not None
         self._conns[task] = writer
+        self.connections += 1
         try:
             while await self._exchange(reader, writer):
                 pass
