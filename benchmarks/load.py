@@ -1,10 +1,12 @@
 """Load benchmark: how many streamed answers one Brook worker relays, how fast, at what cost.
 
     .venv/bin/python benchmarks/load.py [--concurrency 100,500,1000,2000]
-        [--bus both|local|redis] [--out benchmarks/results] [--plot docs/performance.png]
+        [--bus both|all|local|postgres|redis] [--out benchmarks/results]
+        [--plot docs/performance.png]
 
 For each bus (``local``: the in-process bus with the default SQLite database; ``redis``: the
-Redis Streams bus with PostgreSQL) and each concurrency level N, it starts a fresh Brook
+Redis Streams bus with PostgreSQL; ``postgres``, with ``--bus all``: the in-process bus with
+PostgreSQL) and each concurrency level N, it starts a fresh Brook
 (``brook serve``: gunicorn, one gevent worker) on a free port, warms it up with a few
 answers, waits for a quiet second on this shared machine (``--quiet-below``), then starts
 N clients over ``--ramp`` seconds. Each client, on its own HTTP/1.1 connection, creates a
@@ -78,7 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Brook under many concurrent streamed answers.")
     p.add_argument("--concurrency", default="100,500,1000,2000",
                    help="comma-separated levels (default: %(default)s)")
-    p.add_argument("--bus", choices=("both", "local", "redis"), default="both")
+    p.add_argument("--bus", choices=("both", "all", "local", "postgres", "redis"),
+                   default="both", help="both: local and redis; all: postgres too (the "
+                   "in-process bus with PostgreSQL, to tell Redis's cost from the database's)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--plot", type=Path, default=ROOT / "docs" / "performance.png",
                    help="PNG to write; '' for none (default: %(default)s)")
@@ -299,9 +303,10 @@ def bus_settings(bus: str, args: argparse.Namespace, run_dir: Path) -> dict[str,
         "FLUSH_INTERVAL_MS": str(args.flush_ms), "STREAM_COALESCE_MS": str(args.coalesce_ms),
         "SHUTDOWN_GRACE_SECONDS": "3",
     }
+    if bus in ("redis", "postgres"):
+        settings["DATABASE_URL"] = args.postgres_url
     if bus == "redis":
         settings["REDIS_URL"] = args.redis_url
-        settings["DATABASE_URL"] = args.postgres_url
     return settings
 
 
@@ -318,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             args.no_uvloop = True
     levels = [int(n) for n in args.concurrency.split(",")]
-    buses = ["local", "redis"] if args.bus == "both" else [args.bus]
+    buses = {"both": ["local", "redis"], "all": ["local", "postgres", "redis"]}.get(
+        args.bus, [args.bus])
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = (args.out / f"load-{stamp}").resolve()
     run_dir.mkdir(parents=True)
@@ -346,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             # `brook serve` migrates ./instance whatever BROOK_INSTANCE_PATH says, and the app
             # cannot create the folder of its SQLite file: make it here.
             Path(settings["BROOK_INSTANCE_PATH"]).mkdir(parents=True)
-            if bus == "redis":
+            if bus in ("redis", "postgres"):
                 servers.reset_postgres(args.postgres_url)
                 servers.run_checked([str(servers.BIN / "brook"), "db", "upgrade"], env=env,
                                     cwd=run_dir)
@@ -367,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         servers.stop(upstream)
     report["bus_cpu_ratio"] = bus_ratios(report["levels"])
+    report["redis_over_postgres_cpu_ratio"] = bus_ratios(report["levels"], over="postgres")
     report["marginal_kb_per_stream"] = marginal_memory(report["levels"])
     report["goals"] = [{"goal": g, "met": ok, "figures": f} for g, ok, f in goals(
         report["levels"])]
