@@ -6,7 +6,7 @@ import { renderPending } from "./messages.js";
 
 // Rendered before the first paint: the newest answers, until they hold FIRST_CHARS
 // characters (more than a tall window shows below the newest question) or FIRST_MS is spent.
-const FIRST_CHARS = 5000;
+const FIRST_CHARS = 3000;
 const FIRST_MS = 25;
 const SLICE_MS = 10; // per idle slice afterwards, and per batch that scrolls into view
 

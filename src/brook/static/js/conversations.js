@@ -3,10 +3,13 @@
 import { api, urls } from "./api.js";
 import { createMessage, updateActions } from "./messages.js";
 import { attach } from "./answers.js";
-import { takeConversation, takeList } from "./early.js";
 import {
   broadcast, clearNotice, els, plainUrl, setTitle, showNotice, state, ui,
 } from "./state.js";
+
+// The responses early.js started before the modules loaded (none if it did not run).
+const { takeConversation, takeList } = window.brookEarly
+  || { takeConversation: () => null, takeList: () => null };
 
 export function refreshUi() {
   const busy = state.sending || state.streams.size > 0;
