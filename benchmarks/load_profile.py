@@ -19,10 +19,14 @@ from typing import Any
 
 # (what, function names of which one must be on the stack), first match wins.
 RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("write the answer so far to the database (ChatService._flush)", ("ChatService._flush",)),
+    ("write the answers so far to the database (ChatService.flush)",
+     ("ChatService.flush", "ChatService._flush")),
     ("final write of the answer (ChatService._finalize)", ("ChatService._finalize",)),
-    ("open the upstream request (openai SDK create, connect)", ("Completions.create",)),
-    ("read upstream chunks (httpx iter_lines, json.loads)", ("_read_stream",)),
+    ("upstream connection pool upkeep (httpcore scans its connections)",
+     ("ConnectionPool._assign_requests_to_connections",)),
+    ("open the upstream request (openai SDK post, connect)",
+     ("Completions.create", "SyncAPIClient.post")),
+    ("read upstream chunks (httpx, json.loads)", ("_read_stream", "_drain")),
     ("hand a token to readers (LiveAnswer.append)", ("LiveAnswer.append",)),
     ("renew leases, sweep", ("ChatService._keep",)),
     ("SSE: wait, read the live answer, encode", ("LocalBus._events", "RedisBus._stream_events")),
