@@ -13,6 +13,8 @@ export const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => HTML
 
 // What md.parser() is rendering now: the view, and the code blocks met ({text, label}).
 let job = null;
+// Labels the worker does not highlight (not a language it knows): not asked again live.
+const plainLabels = new Set();
 
 function isDataImage(url) {
   return /^data:image\//i.test(String(url).trim());
@@ -222,12 +224,13 @@ export class MarkdownView {
    * language of unlabeled code is guessed when it is finished), one request at a time;
    * the next render shows it. */
   highlightLive({ text, label }) {
-    if (this.liveBusy || !label || (this.live && this.live.text === text)) return;
+    if (this.liveBusy || !label || plainLabels.has(label) || this.live?.text === text) return;
     this.liveBusy = true;
     const { generation } = this;
     highlight(text, label).then((result) => {
       this.liveBusy = false;
-      if (result && generation === this.generation) this.live = { text, ...result };
+      if (!result) plainLabels.add(label);
+      else if (generation === this.generation) this.live = { text, ...result };
     });
   }
 }
