@@ -22,7 +22,10 @@
    ``performance.now()``, whose origin is the navigation) and a switch (the hash set on an
    open page .. the same frame). Goal: under 500 ms.
 
-Timings on a shared machine are noisy: compare medians and percentiles from one run.
+The Brook server (werkzeug's threaded server, a temporary SQLite file) runs in a process of
+its own, as it would in production; ``--in-process`` runs it in a thread of this process
+instead, as the first figures were measured (it then shares the GIL with the Playwright
+driver). Timings on a shared machine are noisy: compare medians and percentiles from one run.
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ import os
 import platform
 import random
 import re
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -51,7 +56,7 @@ from typing import Any
 
 from flask import Flask
 from playwright.sync_api import Browser, BrowserContext, CDPSession, Page, sync_playwright
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
@@ -253,21 +258,48 @@ def summary(values: Sequence[float]) -> dict[str, float | int | None]:
 @dataclass
 class Site:
     url: str
-    app: Flask
+    database_url: str
     fake: Any  # brook.fakemodel.FakeModelServer
 
-    @property
-    def engine(self) -> Engine:
-        engine: Engine = self.app.extensions["brook.engine"]
-        return engine
+    @contextmanager
+    def engine(self) -> Iterator[Engine]:
+        """An engine on the site's database, from this process."""
+        engine = create_engine(self.database_url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+
+def serve(config: dict[str, str]) -> int:
+    """--serve: the Brook app on a free port of 127.0.0.1 (werkzeug's threaded server) until
+    SIGTERM; prints the port first."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    app: Flask = create_app(config)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    print(server.server_port, flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        chat = app.extensions.get("brook.chat")
+        if chat is not None:
+            chat.close()
+        app.extensions["brook.engine"].dispose()
+    return 0
 
 
 @contextmanager
-def brook_site(reply: str, gap: float) -> Iterator[Site]:
+def brook_site(reply: str, gap: float, in_process: bool = False) -> Iterator[Site]:
+    """The fake model server (in this process) and a Brook app using it: in a process of its
+    own, as in production (in this one, it would share the GIL with the Playwright driver,
+    which handles an event for each of the page's requests), or with `in_process`, in a
+    thread of this one (how the first figures were measured)."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="brook-bench-") as tmp, \
             FakeModelServer(reply=reply, gap=gap) as fake:
-        app: Flask = create_app({
+        config = {
             "DATABASE_URL": f"sqlite:///{tmp}/brook.db",
             "BROOK_INSTANCE_PATH": tmp,
             "SECRET_KEY": "benchmark",
@@ -275,12 +307,27 @@ def brook_site(reply: str, gap: float) -> Iterator[Site]:
             "OPENAI_API_KEY": "benchmark",
             "OPENAI_MODEL": "fake-gpt",
             "LOG_LEVEL": "WARNING",
-        })
+        }
+        if not in_process:
+            process = subprocess.Popen(
+                [sys.executable, __file__, "--serve", json.dumps(config)],
+                stdout=subprocess.PIPE, text=True)
+            try:
+                assert process.stdout is not None
+                port = process.stdout.readline().strip()
+                if not port.isdigit():
+                    raise RuntimeError(f"the Brook server did not start: {port!r}")
+                yield Site(f"http://127.0.0.1:{port}", config["DATABASE_URL"], fake)
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
+            return
+        app: Flask = create_app(config)
         server = make_server("127.0.0.1", 0, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
-            yield Site(f"http://127.0.0.1:{server.server_port}", app, fake)
+            yield Site(f"http://127.0.0.1:{server.server_port}", config["DATABASE_URL"], fake)
         finally:
             server.shutdown()
             server.server_close()
@@ -313,10 +360,10 @@ def task_metrics(cdp: CDPSession) -> dict[str, float]:
 # -- 1. the long answer -------------------------------------------------------------------------
 
 def measure_long_answer(browser: Browser, tokens: int, rate: float, chars_per_token: int,
-                        sample_s: float) -> dict[str, Any]:
+                        sample_s: float, in_process: bool = False) -> dict[str, Any]:
     answer = markdown(tokens * chars_per_token, seed=20000)
     expected_s = tokens / rate
-    with brook_site(answer, gap=1 / rate) as site:
+    with brook_site(answer, gap=1 / rate, in_process=in_process) as site:
         context = new_context(browser)
         page = open_page(context, site.url + "/")
         cdp = context.new_cdp_session(page)
@@ -387,6 +434,8 @@ def measure_long_answer(browser: Browser, tokens: int, rate: float, chars_per_to
         "first_text_s": (first_at - start) / 1000,
         "idle_busy_share": share("TaskDuration", idle[0], idle[1]),
         "long_tasks_ms": summary(longtasks),
+        "long_tasks_at": [[round((t - start) / 1000, 2), d] for t, d in final["longtasks"]
+                          if start <= t <= end],  # [seconds after Enter, ms]
         "long_task_total_ms": sum(longtasks),
         "longtask_observer_error": final["longtaskError"],
         "busy_share": busy,
@@ -449,8 +498,9 @@ def wait_rendered(page: Page, conversation_id: str) -> dict[str, Any]:
     return state
 
 
-def measure_open(browser: Browser, messages: int, repeats: int) -> dict[str, Any]:
-    with brook_site("unused", gap=0) as site:
+def measure_open(browser: Browser, messages: int, repeats: int,
+                 in_process: bool = False) -> dict[str, Any]:
+    with brook_site("unused", gap=0, in_process=in_process) as site:
         context = new_context(browser, target=messages)
         page = open_page(context, site.url + "/")
         conversation_id: str = page.evaluate("""async () => {
@@ -458,7 +508,8 @@ def measure_open(browser: Browser, messages: int, repeats: int) -> dict[str, Any
             headers: { "Content-Type": "application/json" }, body: "{}" });
           return (await r.json()).id;
         }""")
-        chars = fill_conversation(site.engine, conversation_id, messages)
+        with site.engine() as engine:
+            chars = fill_conversation(engine, conversation_id, messages)
         page.close()
 
         cold: list[dict[str, float]] = []
@@ -543,7 +594,7 @@ def print_report(report: dict[str, Any]) -> None:
     env = report["environment"]
     print(f"\nchromium {env['chromium']}, {env['cpus']} CPUs, load average "
           f"{env['loadavg_before']} before / {env['loadavg_after']} after; "
-          f"brook from {env['brook']}")
+          f"brook from {env['brook']}, its server in {env['brook_server']}")
     rows: list[tuple[str, str]] = []
     long = report.get("long_answer")
     if long:
@@ -616,7 +667,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-long", action="store_true", help="skip the long answer")
     parser.add_argument("--skip-open", action="store_true", help="skip opening a conversation")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the Brook server in a thread of this process (the first "
+                             "figures' method) rather than in a process of its own")
+    parser.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serve:
+        return serve(json.loads(args.serve))
 
     report: dict[str, Any] = {}
     loadavg_before = [round(x, 2) for x in os.getloadavg()]
@@ -626,9 +683,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if not args.skip_long:
                 report["long_answer"] = measure_long_answer(
-                    browser, args.tokens, args.rate, args.chars_per_token, args.sample)
+                    browser, args.tokens, args.rate, args.chars_per_token, args.sample,
+                    in_process=args.in_process)
             if not args.skip_open:
-                report["open_conversation"] = measure_open(browser, args.messages, args.repeats)
+                report["open_conversation"] = measure_open(browser, args.messages, args.repeats,
+                                                           in_process=args.in_process)
             version = browser.version
         finally:
             browser.close()
@@ -639,6 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "duration_s": round(time.time() - started, 1), "argv": sys.argv[1:],
+        "brook_server": "thread of the benchmark process" if args.in_process else "own process",
     }
     print_report(report)
     if args.json:
