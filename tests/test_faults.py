@@ -12,6 +12,8 @@ import socket
 from typing import Any
 
 import pytest
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
 from brook.fakemodel import FakeModelServer
 
@@ -127,3 +129,45 @@ def test_no_model_configured(make_app: AppFactory, serve: Any, sqlite_url: str) 
     assert events[-2]["data"]["code"] == "model_not_configured"
     assert "OPENAI_API_KEY" in events[-2]["data"]["message"]
     assert answer["status"] == "error"
+
+
+def take_every_connection(engine: Engine) -> list[Connection]:
+    """Check out connections until the pool has none left (it waits its timeout, then says so)."""
+    held: list[Connection] = []
+    try:
+        while len(held) < 100:
+            held.append(engine.connect())
+    except SQLAlchemyTimeout:
+        return held
+    for connection in held:
+        connection.close()
+    raise AssertionError("the pool never ran dry")
+
+
+def test_no_free_database_connection_is_503_overloaded(
+        make_app: AppFactory, serve: Any, database_url: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A worker whose connections are all busy answers at once, stores nothing, recovers."""
+    app = make_app(database_url, DATABASE_POOL_TIMEOUT="0.2")
+    engine = app.extensions["brook.engine"]
+    live = serve(app)
+    with live.client() as client:
+        conversation_id = new_conversation(client)
+        held = take_every_connection(engine)
+        try:
+            with caplog.at_level(logging.WARNING, logger="brook.errors"):
+                response = client.post(f"/api/conversations/{conversation_id}/messages",
+                                       json={"content": "hello"})
+                listing = client.get("/api/conversations")
+        finally:
+            for connection in held:
+                connection.close()
+        for refused in (response, listing):
+            assert refused.status_code == 503
+            assert refused.json()["error"]["code"] == "overloaded"
+            assert refused.headers["Retry-After"] == "2"
+        assert "no free database connection for POST" in caplog.text
+        assert client.get(f"/api/conversations/{conversation_id}").json()["messages"] == []
+        sent = send(client, conversation_id, "hello")
+        answer = wait_for_answer(client, conversation_id, sent["assistant_message"]["id"])
+    assert answer["status"] == "complete"

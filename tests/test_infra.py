@@ -100,6 +100,7 @@ NOT_SET = {
     "PROMPT_TOKEN_BUDGET": "tunable with a default",
     "MAX_MESSAGE_CHARS": "tunable with a default",
     "FLUSH_INTERVAL_MS": "tunable with a default",
+    "DATABASE_POOL_TIMEOUT": "tunable with a default",
     "FLUSH_CHARS": "tunable with a default",
     "STREAM_COALESCE_MS": "tunable with a default",
     "STREAM_KEEPALIVE_SECONDS": "tunable with a default (15 s keeps App Service's front end "

@@ -62,7 +62,8 @@ def create_app(env: Mapping[str, str] | None = None, *,
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     engine = db.make_engine(settings.database_url,
-                            credential if settings.database_entra_auth else None)
+                            credential if settings.database_entra_auth else None,
+                            settings.database_pool_timeout)
     try:
         db.ensure_schema(engine)
     except Exception:

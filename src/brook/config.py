@@ -52,6 +52,7 @@ class Settings:
     flush_interval: float = 0.25
     flush_chars: int = 2_000
     database_entra_auth: bool = False
+    database_pool_timeout: float = 30.0
     appinsights_connection_string: str | None = field(default=None, repr=False)
     redis_url: str | None = field(default=None, repr=False)
     stream_coalesce: float = 0.025
@@ -304,6 +305,8 @@ def load_settings(env: Mapping[str, str] | None = None,
         flush_chars=_parse(env, "FLUSH_CHARS", 2_000, _positive_int,
                            "a whole number of characters greater than 0"),
         database_entra_auth=_parse(env, "DATABASE_ENTRA_AUTH", False, _bool, "true or false"),
+        database_pool_timeout=_parse(env, "DATABASE_POOL_TIMEOUT", 30.0, _positive_float,
+                                     "a number of seconds greater than 0"),
         appinsights_connection_string=_get(env, "APPLICATIONINSIGHTS_CONNECTION_STRING"),
         redis_url=_redis_url(env),
         stream_coalesce=_parse(env, "STREAM_COALESCE_MS", 25, _non_negative_int,

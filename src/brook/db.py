@@ -26,15 +26,20 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 POSTGRES_ENTRA_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
 
 
-def make_engine(url: str, credential: TokenCredential | None = None) -> Engine:
+def make_engine(url: str, credential: TokenCredential | None = None,
+                pool_timeout: float = 30.0) -> Engine:
     """Create the engine; SQLite gets WAL, a busy timeout and enforced foreign keys.
+
+    A request that finds all 50 pooled connections in use waits up to `pool_timeout`
+    seconds for one, then is answered 503 `overloaded` (see errors.py).
 
     With `credential` (Microsoft Entra ID), each new PostgreSQL connection signs in with a
     fresh access token as its password; the credential caches tokens and renews them before
     they expire, and connections are recycled well within a token's hour.
     """
     if url.startswith("sqlite:"):
-        engine = create_engine(url, connect_args={"timeout": 30}, pool_size=10, max_overflow=40)
+        engine = create_engine(url, connect_args={"timeout": 30}, pool_size=10, max_overflow=40,
+                               pool_timeout=pool_timeout)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -46,7 +51,7 @@ def make_engine(url: str, credential: TokenCredential | None = None) -> Engine:
 
         return engine
     engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40,
-                           pool_recycle=1800)
+                           pool_recycle=1800, pool_timeout=pool_timeout)
     if credential is not None:
         token_source = credential
 
