@@ -148,6 +148,95 @@ def test_streaming_keeps_finished_blocks_and_is_announced_once(chat: Page,
     expect(chat.locator("#send")).to_be_visible()
 
 
+def test_long_blocks_grow_a_piece_at_a_time_and_end_as_a_whole_render(
+        chat: Page, fake: FakeModelServer) -> None:
+    """A long open list, table or code block is rendered an item, a row or some text at a
+    time (finished pieces keep their elements), and ends up the same as the answer
+    rendered whole after a reload."""
+    items = "".join(f"{i + 3}. Item {i} with **bold** and `code`, {words(8)}\n" for i in range(60))
+    rows = "".join(f"| r{i} | {i * 7} | *x{i}* and {words(3)} |\n" for i in range(90))
+    code = "".join(f"def f{i}(x):\n    return x * {i}  # {words(3)}\n" for i in range(60))
+    fake.reply = (f"Intro.\n\n{items}\nBetween.\n\n| name | n | note |\n|:---|---:|---|\n{rows}"
+                  f"\n```python\n{code}```\n\n- loose\n\n- list\n\nEnd.")
+    fake.gap = 0.002
+    ask(chat, "Long blocks" + directive(chunk=7))  # fences and rows split across pieces
+    answer = last_answer(chat)
+    first_item = answer.locator(".content ol > li").first
+    expect(answer.locator(".content ol > li").nth(30)).to_be_attached()  # a long list by now
+    handle = first_item.element_handle()
+    expect(answer).to_have_attribute("data-status", "complete", timeout=30_000)
+    assert handle.evaluate("el => el.isConnected")  # rendered once, kept
+    content = answer.locator(".content")
+    expect(content.locator("ol > li")).to_have_count(60)
+    expect(content.locator("tbody > tr")).to_have_count(90)
+    expect(content.locator("code.language-python .hljs-title")).to_have_count(60)
+    streamed = content.inner_html()
+
+    chat.reload()
+    content = last_answer(chat).locator(".content")
+    expect(content.locator("code.language-python .hljs-title")).to_have_count(60)
+    assert content.inner_html() == streamed
+
+
+GROWING = """
+Intro with a [link](https://example.com/a).
+
+{items}
+| name | n | note |
+|:---|---:|---|
+{rows}
+```python
+{code}```
+
+~~~
+{plain}~~~
+
+- a
+- b
+
+  continued
+
+1. last
+"""
+
+
+@pytest.mark.parametrize("step", [1, 7, 64])
+def test_markdown_view_fed_in_pieces_renders_what_a_whole_render_does(chat: Page,
+                                                                    step: int) -> None:
+    """The block-wise renderer (markdown.js) fed a long answer a few characters at a time,
+    rendering after each piece, as a stream would: long blocks grow a piece at a time, a
+    closing fence arrives a backtick at a time, and the end result is the same DOM as the
+    whole text rendered at once."""
+    text = GROWING.format(
+        items="".join(f"- item {i} with `code` and *emphasis*, {words(10)}\n" for i in range(40)),
+        rows="".join(f"| r{i} | {i} | {words(6)} |\n" for i in range(80)),
+        code="".join(f"def f{i}(x):\n    return x * {i}  # {words(4)}\n" for i in range(50)),
+        plain="".join(f"line {i}: {words(12)}\n" for i in range(40)))
+    assert len(text) > 9_000
+    same = chat.evaluate("""async ([text, step]) => {
+      const { MarkdownView } = await import("/static/js/markdown.js");
+      const box = () => document.body.appendChild(document.createElement("div"));
+      const a = box();
+      const pieces = new MarkdownView(a);
+      for (let i = 0; i < text.length; i += step) {
+        pieces.append(text.slice(i, i + step));
+        pieces.render(false);
+      }
+      pieces.render(true);
+      const b = box();
+      const whole = new MarkdownView(b);
+      whole.setText(text);
+      whole.render(true);
+      // Both are highlighted by the worker: wait until they have settled.
+      for (let n = 0; n < 100; n += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        if (a.innerHTML === b.innerHTML) return true;
+      }
+      return [a.innerHTML, b.innerHTML];
+    }""", [text, step])
+    assert same is True, same
+
+
 def test_reload_reattaches_to_a_streaming_answer(chat: Page, fake: FakeModelServer) -> None:
     fake.reply = words(120)
     fake.gap = 0.015

@@ -137,7 +137,22 @@ function applyHighlight(code, text, { html, language }) {
   }
 }
 
-function renderTokens(tokens, view, final) {
+const HIGHLIGHT_LIMIT = 50000; // characters: longer code stays plain (one sanitize of it
+                               // would hold the page up for too long)
+
+/** Asks the worker to highlight a finished code block (unlabeled code gets its language
+ * guessed); applied when it answers, if the block still shows the same text. */
+function highlightBlock(code, text, label) {
+  if (text.length > HIGHLIGHT_LIMIT) return;
+  highlight(text, label, true).then((result) => {
+    if (result) applyHighlight(code, text, result);
+  });
+}
+
+/** Markdown tokens to a sanitized fragment. `mode`: "final" (finished blocks: their code
+ * is highlighted in full), "open" (the block being written: its code shows the worker's
+ * last highlighting of it) or "plain" (code is left as plain text). */
+function renderTokens(tokens, view, mode) {
   job = { view, codes: [] };
   let fragment;
   let codes;
@@ -150,26 +165,54 @@ function renderTokens(tokens, view, final) {
   // Every code token became one <pre><code> (raw HTML is escaped, so there are no others).
   const elements = fragment.querySelectorAll("pre > code");
   if (elements.length === codes.length) {
-    if (final) {
-      // Unlabeled code gets its language guessed (finished blocks only).
-      codes.forEach(({ text, label }, i) => {
-        highlight(text, label, true).then((result) => {
-          if (result) applyHighlight(elements[i], text, result);
-        });
-      });
-    } else if (view && codes.length) {
+    if (mode === "final") {
+      codes.forEach(({ text, label }, i) => highlightBlock(elements[i], text, label));
+    } else if (mode === "open" && view && codes.length) {
       view.highlightLive(codes.at(-1));
     }
   }
   return fragment;
 }
 
+// An open list, table or code block longer than this is rendered a piece at a time (see
+// MarkdownView.grow): shorter ones are rendered whole on each update.
+const GROW_CHARS = 2000;
+
+/** How a block grows, for the kinds that are rendered a piece at a time. Each piece (list
+ * item, table row) is rendered and sanitized on its own and its element moved into the
+ * block's (sanitized) list or table; code grows as text. */
+const GROWERS = {
+  list: {
+    key: (t) => `${t.ordered}|${t.start}|${t.loose}`,
+    parts: (t) => t.items,
+    done: (t, n) => t.items.slice(0, n).map((item) => item.raw).join(""),
+    slice: (t, a, b) => ({ ...t, items: t.items.slice(a, b) }),
+    holder: (node) => node, // the <ul> or <ol>
+    // node: a rendered <ul> or <ol>; its items with the line breaks after them
+    pieces: (node) => [...node.childNodes]
+      .filter((child, i) => i > 0 || child.nodeType === Node.ELEMENT_NODE),
+    place: (holder) => holder,
+  },
+  table: {
+    key: (t) => JSON.stringify([t.header.map((cell) => cell.text), t.align]),
+    parts: (t) => t.rows,
+    done: (t, n) => t.raw.split("\n").slice(0, n + 2).join("\n"),
+    slice: (t, a, b) => ({ ...t, rows: t.rows.slice(a, b) }),
+    holder: (node) => node.querySelector("table"), // node: its .table-wrap
+    // node: a rendered .table-wrap; its rows with the line breaks after them
+    pieces: (node) => [...(node.querySelector("table > tbody")?.childNodes || [])],
+    place: (table) => table.tBodies[0] || table.createTBody(),
+  },
+};
+
 /** Renders a growing Markdown text into a container, block by block.
  *
  * The text is split into top-level Markdown blocks (marked's lexer). Blocks that are
  * finished (another block has started after them) are rendered once and their DOM kept;
- * only the last, open block is rendered again on each update. The work per update is
- * bounded by the size of the open block, not by the whole answer. */
+ * only the last, open block is rendered again on each update, so the work per update is
+ * bounded by the size of the open block, not by the whole answer. A long open list, table
+ * or code block grows a piece at a time instead (grow()): then only its last item or row,
+ * or the code added, is rendered on each update (and the block is lexed again). */
 export class MarkdownView {
   constructor(container) {
     this.container = container;
@@ -179,6 +222,7 @@ export class MarkdownView {
   reset() {
     this.generation = (this.generation || 0) + 1; // outdates answers from the worker
     this.live = null; // {text, html, language}: the open code block, last highlighted
+    this.growing = null; // the open block, when it is rendered a piece at a time
     this.text = "";
     this.committed = 0; // characters of `text` rendered as finished blocks
     this.openNodes = [];
@@ -209,15 +253,113 @@ export class MarkdownView {
     if (cut > 0) {
       const done = tokens.slice(0, cut);
       this.committed += done.reduce((n, token) => n + token.raw.length, 0);
-      this.container.append(renderTokens(done, this, true));
+      // The block that was growing is finished: complete it where it is.
+      const first = this.growing && this.grow(done[0], true) ? 1 : 0;
+      this.dropGrowing();
+      if (done.length > first) this.container.append(renderTokens(done.slice(first), this, "final"));
       this.live = null; // the open block is another one now
       this.generation += 1;
     }
-    if (!final && last >= 0) {
-      const fragment = renderTokens(tokens.slice(cut), this, false);
+    if (!final && last >= 0 && !this.grow(tokens[last], false)) {
+      this.dropGrowing();
+      const fragment = renderTokens(tokens.slice(cut), this, "open");
       this.openNodes = [...fragment.childNodes];
       this.container.append(fragment);
     }
+  }
+
+  /** Renders a long open list, table or code block a piece at a time: the pieces (items,
+   * rows) that are finished once, then only the last one again on each update, so that
+   * the work per update does not grow with the block. With `finished`, completes the
+   * block that was growing. False if `token` is not such a block, or not the same one as
+   * before (the caller then renders it whole). */
+  grow(token, finished) {
+    let g = this.growing;
+    if (g && (g.type !== token.type || g.key !== g.grower.key(token))) return false;
+    if (token.type === "code") return this.growCode(token, finished);
+    const grower = GROWERS[token.type];
+    if (!grower) return false;
+    const parts = grower.parts(token);
+    const stable = finished ? parts.length : parts.length - 1; // the last may still grow
+    // A piece rendered as finished is gone or changed: render the block anew.
+    if (g && (stable < g.done || grower.done(token, g.done) !== g.doneRaw)) return false;
+    if (!g) {
+      if (finished || token.raw.length < GROW_CHARS) return false;
+      const fragment = renderTokens([grower.slice(token, 0, stable)], this, "final");
+      const node = fragment.firstElementChild;
+      const holder = node && grower.holder(node);
+      if (!holder) return false;
+      g = { type: token.type, key: grower.key(token), grower, node, holder, done: stable, tail: [] };
+      this.container.append(fragment);
+    } else if (stable > g.done) {
+      const fragment = renderTokens([grower.slice(token, g.done, stable)], this, "final");
+      grower.place(g.holder).append(...grower.pieces(fragment.firstElementChild));
+      g.done = stable;
+    }
+    g.doneRaw = grower.done(token, g.done);
+    for (const node of g.tail) node.remove();
+    g.tail = [];
+    if (stable < parts.length) {
+      const fragment = renderTokens([grower.slice(token, stable, parts.length)], this, "open");
+      g.tail = grower.pieces(fragment.firstElementChild);
+      grower.place(g.holder).append(...g.tail);
+    }
+    this.growing = finished ? null : g;
+    return true;
+  }
+
+  /** grow() for code: the text that was added is appended as text; the block is
+   * highlighted when it is finished. */
+  growCode(token, finished) {
+    let g = this.growing;
+    const label = ((token.lang || "").match(/^\S*/) || [""])[0].toLowerCase();
+    if (g && !token.text.startsWith(g.text) && !this.trimCode(token.text)) return false;
+    if (!g) {
+      if (finished || token.raw.length < GROW_CHARS) return false;
+      // The first rendering shows the worker's last highlighting of it, if any.
+      const fragment = renderTokens([token], this, "plain");
+      const node = fragment.firstElementChild;
+      const code = node && node.querySelector("pre > code");
+      if (!code) return false;
+      const grower = { key: (t) => t.lang || "" };
+      g = { type: "code", key: grower.key(token), grower, node, code, text: token.text };
+      this.container.append(fragment);
+    } else if (token.text.length > g.text.length) {
+      g.code.append(token.text.slice(g.text.length));
+      g.text = token.text;
+    }
+    if (finished) highlightBlock(g.code, token.text, label);
+    this.growing = finished ? null : g;
+    return true;
+  }
+
+  /** The growing code block's text was not a beginning of `text` (the start of a closing
+   * fence is not code once the fence is complete): drop what differs, if it is in the text
+   * appended last. */
+  trimCode(text) {
+    const g = this.growing;
+    let same = 0;
+    while (same < text.length && same < g.text.length && text[same] === g.text[same]) same += 1;
+    let extra = g.text.length - same;
+    while (extra > 0) {
+      const node = g.code.lastChild;
+      if (!node || node.nodeType !== Node.TEXT_NODE) return false;
+      if (node.data.length <= extra) {
+        extra -= node.data.length;
+        node.remove();
+      } else {
+        node.data = node.data.slice(0, node.data.length - extra);
+        extra = 0;
+      }
+    }
+    g.text = text.slice(0, same);
+    return true;
+  }
+
+  dropGrowing() {
+    if (!this.growing) return;
+    this.growing.node.remove();
+    this.growing = null;
   }
 
   /** Asks the worker to highlight the code block being written (labeled code only: the

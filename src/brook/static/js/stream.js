@@ -4,8 +4,10 @@
 // after the last event we got. Rendering is batched to animation frames.
 
 // At most this often (and in an animation frame): a fast stream sends 100 events a second,
-// and each render lays out and paints the page again.
+// and each render lays out and paints the page again. A render that took long (a long
+// open block) waits RENDER_SHARE times as long before the next.
 const MIN_RENDER_MS = 50;
+const RENDER_SHARE = 4;
 
 function parseData(event) {
   try {
@@ -36,6 +38,7 @@ export class AnswerStream {
     this.frame = 0;
     this.timer = 0;
     this.lastRender = 0;
+    this.renderMs = 0; // how long the last render took
     this.closed = false;
     this.attempts = 0;
     this.source = null;
@@ -80,7 +83,8 @@ export class AnswerStream {
 
   schedule() {
     if (this.frame || this.timer || this.closed) return;
-    const wait = this.lastRender + MIN_RENDER_MS - performance.now();
+    const wait = this.lastRender + Math.max(MIN_RENDER_MS, RENDER_SHARE * this.renderMs)
+      - performance.now();
     if (wait <= 0) {
       this.frame = requestAnimationFrame(() => this.flush());
       return;
@@ -97,6 +101,7 @@ export class AnswerStream {
     this.lastRender = performance.now();
     this.view.render(false);
     this.hooks.render();
+    this.renderMs = performance.now() - this.lastRender;
   }
 
   async recover() {
