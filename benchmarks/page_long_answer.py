@@ -22,10 +22,11 @@
    ``performance.now()``, whose origin is the navigation) and a switch (the hash set on an
    open page .. the same frame). Goal: under 500 ms.
 
-The Brook server (werkzeug's threaded server, a temporary SQLite file) runs in a process of
-its own, as it would in production; ``--in-process`` runs it in a thread of this process
-instead, as the first figures were measured (it then shares the GIL with the Playwright
-driver). Timings on a shared machine are noisy: compare medians and percentiles from one run.
+The Brook server (werkzeug's threaded server, a temporary SQLite file) runs in a thread of
+this process; ``--server-process`` runs it in a process of its own instead, as in production
+(in this one it shares the GIL with the Playwright driver; alternating runs of both measured
+the same). Timings on a shared machine are noisy: compare medians and percentiles from one
+run.
 """
 
 from __future__ import annotations
@@ -291,11 +292,10 @@ def serve(config: dict[str, str]) -> int:
 
 
 @contextmanager
-def brook_site(reply: str, gap: float, in_process: bool = False) -> Iterator[Site]:
-    """The fake model server (in this process) and a Brook app using it: in a process of its
-    own, as in production (in this one, it would share the GIL with the Playwright driver,
-    which handles an event for each of the page's requests), or with `in_process`, in a
-    thread of this one (how the first figures were measured)."""
+def brook_site(reply: str, gap: float, own_process: bool = False) -> Iterator[Site]:
+    """The fake model server (in this process) and a Brook app using it, in a thread of this
+    process, or with `own_process` in a process of its own, as in production (in this one it
+    shares the GIL with the Playwright driver, which handles an event for each request)."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="brook-bench-") as tmp, \
             FakeModelServer(reply=reply, gap=gap) as fake:
@@ -308,7 +308,7 @@ def brook_site(reply: str, gap: float, in_process: bool = False) -> Iterator[Sit
             "OPENAI_MODEL": "fake-gpt",
             "LOG_LEVEL": "WARNING",
         }
-        if not in_process:
+        if own_process:
             process = subprocess.Popen(
                 [sys.executable, __file__, "--serve", json.dumps(config)],
                 stdout=subprocess.PIPE, text=True)
@@ -360,10 +360,10 @@ def task_metrics(cdp: CDPSession) -> dict[str, float]:
 # -- 1. the long answer -------------------------------------------------------------------------
 
 def measure_long_answer(browser: Browser, tokens: int, rate: float, chars_per_token: int,
-                        sample_s: float, in_process: bool = False) -> dict[str, Any]:
+                        sample_s: float, own_process: bool = False) -> dict[str, Any]:
     answer = markdown(tokens * chars_per_token, seed=20000)
     expected_s = tokens / rate
-    with brook_site(answer, gap=1 / rate, in_process=in_process) as site:
+    with brook_site(answer, gap=1 / rate, own_process=own_process) as site:
         context = new_context(browser)
         page = open_page(context, site.url + "/")
         cdp = context.new_cdp_session(page)
@@ -499,8 +499,8 @@ def wait_rendered(page: Page, conversation_id: str) -> dict[str, Any]:
 
 
 def measure_open(browser: Browser, messages: int, repeats: int,
-                 in_process: bool = False) -> dict[str, Any]:
-    with brook_site("unused", gap=0, in_process=in_process) as site:
+                 own_process: bool = False) -> dict[str, Any]:
+    with brook_site("unused", gap=0, own_process=own_process) as site:
         context = new_context(browser, target=messages)
         page = open_page(context, site.url + "/")
         conversation_id: str = page.evaluate("""async () => {
@@ -667,9 +667,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-long", action="store_true", help="skip the long answer")
     parser.add_argument("--skip-open", action="store_true", help="skip opening a conversation")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--in-process", action="store_true",
-                        help="run the Brook server in a thread of this process (the first "
-                             "figures' method) rather than in a process of its own")
+    parser.add_argument("--server-process", action="store_true",
+                        help="run the Brook server in a process of its own rather than in a "
+                             "thread of this one")
     parser.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
@@ -684,10 +684,10 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_long:
                 report["long_answer"] = measure_long_answer(
                     browser, args.tokens, args.rate, args.chars_per_token, args.sample,
-                    in_process=args.in_process)
+                    own_process=args.server_process)
             if not args.skip_open:
                 report["open_conversation"] = measure_open(browser, args.messages, args.repeats,
-                                                           in_process=args.in_process)
+                                                           own_process=args.server_process)
             version = browser.version
         finally:
             browser.close()
@@ -698,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "duration_s": round(time.time() - started, 1), "argv": sys.argv[1:],
-        "brook_server": "thread of the benchmark process" if args.in_process else "own process",
+        "brook_server": "own process" if args.server_process else "thread of the benchmark process",
     }
     print_report(report)
     if args.json:
