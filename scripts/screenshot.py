@@ -69,6 +69,8 @@ def shoot(browser: Browser, url: str, state: StorageState, scheme: Literal["ligh
     page = context.new_page()
     page.goto(url)
     expect(page.locator(".message")).to_have_count(2 * len(TURNS))
+    # Code is highlighted in a worker once the page has loaded: wait for its colours.
+    expect(page.locator('pre code [class^="hljs-"]').first).to_be_attached()
     page.locator("#prompt").fill("Can I send events to the server too?")
     page.locator("#prompt").blur()
     if narrow:
