@@ -96,6 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1, help="gunicorn gevent workers")
     p.add_argument("--flush-ms", type=int, default=250, help="FLUSH_INTERVAL_MS")
     p.add_argument("--coalesce-ms", type=int, default=25, help="STREAM_COALESCE_MS")
+    p.add_argument("--pool-timeout", type=float, default=30.0, help="DATABASE_POOL_TIMEOUT")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/7",
                    help="Redis database the redis bus uses; it is FLUSHDB'ed per level")
     p.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/brook_bench",
@@ -301,7 +302,7 @@ def bus_settings(bus: str, args: argparse.Namespace, run_dir: Path) -> dict[str,
         "BROOK_INSTANCE_PATH": str(run_dir / f"instance-{bus}"),
         "SECRET_KEY": secrets.token_urlsafe(32), "WEB_CONCURRENCY": str(args.workers),
         "FLUSH_INTERVAL_MS": str(args.flush_ms), "STREAM_COALESCE_MS": str(args.coalesce_ms),
-        "SHUTDOWN_GRACE_SECONDS": "3",
+        "SHUTDOWN_GRACE_SECONDS": "3", "DATABASE_POOL_TIMEOUT": str(args.pool_timeout),
     }
     if bus in ("redis", "postgres"):
         settings["DATABASE_URL"] = args.postgres_url
