@@ -21,6 +21,8 @@ import socket
 import time
 from typing import Any
 
+from load_servers import free_port
+
 MESSAGE = b"x" * 60
 GAP = 0.02
 
@@ -77,12 +79,6 @@ async def source(port: int, streams: int, seconds: float) -> None:
         writer.close()
 
     await asyncio.gather(*(one(GAP * i / streams) for i in range(streams)))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def measure(streams: int, seconds: float) -> tuple[float, int, float]:

@@ -269,8 +269,9 @@ def load_settings(env: Mapping[str, str] | None = None,
             "OPENAI_BASE_URL (an OpenAI-compatible server such as Ollama: http://localhost:11434/v1)."
         )
 
+    database_url = _database_url(env, instance_path)
     entra = _parse(env, "DATABASE_ENTRA_AUTH", False, _bool, "true or false")
-    if entra and not _database_url(env, instance_path).startswith("postgresql"):
+    if entra and not database_url.startswith("postgresql"):
         raise ConfigError(
             "DATABASE_ENTRA_AUTH=true needs a PostgreSQL DATABASE_URL: set it to "
             "postgresql://<identity name>@<server>.postgres.database.azure.com/<db>"
@@ -278,7 +279,7 @@ def load_settings(env: Mapping[str, str] | None = None,
         )
     system_prompt = env.get("SYSTEM_PROMPT", "").strip() or DEFAULT_SYSTEM_PROMPT
     return Settings(
-        database_url=_database_url(env, instance_path),
+        database_url=database_url,
         secret_key=_get(env, "SECRET_KEY"),
         provider=provider,
         openai_api_key=_get(env, "OPENAI_API_KEY"),
@@ -304,7 +305,7 @@ def load_settings(env: Mapping[str, str] | None = None,
                               "a whole number of milliseconds greater than 0") / 1000,
         flush_chars=_parse(env, "FLUSH_CHARS", 2_000, _positive_int,
                            "a whole number of characters greater than 0"),
-        database_entra_auth=_parse(env, "DATABASE_ENTRA_AUTH", False, _bool, "true or false"),
+        database_entra_auth=entra,
         database_pool_timeout=_parse(env, "DATABASE_POOL_TIMEOUT", 30.0, _positive_float,
                                      "a number of seconds greater than 0"),
         appinsights_connection_string=_get(env, "APPLICATIONINSIGHTS_CONNECTION_STRING"),

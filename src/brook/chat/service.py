@@ -70,10 +70,6 @@ FINAL = (
 )
 
 
-def start_thread(target: Callable[[], None]) -> None:
-    spawn(target, "brook-generate")
-
-
 def worker_id() -> str:
     """This process, as recorded on the answers it generates: host, pid and a nonce."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -82,7 +78,7 @@ def worker_id() -> str:
 class ChatService:
     def __init__(self, sessions: sessionmaker[Session], provider: Provider, settings: Settings,
                  counter: TokenCounter, bus: LocalBus,
-                 spawn: Callable[[Callable[[], None]], None] = start_thread) -> None:
+                 spawn: Callable[[Callable[[], None]], None] = spawn) -> None:
         self.sessions = sessions
         self.provider = provider
         self.settings = settings
