@@ -22,6 +22,7 @@ import redis
 from sqlalchemy import create_engine, text
 
 from brook import sse
+from brook.db import PING_AFTER_IDLE_SECONDS
 from brook.fakemodel import FakeModelServer
 
 from .conftest import (
@@ -282,6 +283,25 @@ def test_database_down_when_posting_is_503_then_recovers(
             assert conversation.status_code == 200
             assert conversation.json()["messages"] == []
             sent = send(client, conversation_id, "hello again")
+            answer = wait_for_answer(client, conversation_id, sent["assistant_message"]["id"])
+            assert answer["content"] == "Hello from the fake model."
+
+
+def test_connections_broken_while_idle_are_replaced(
+        fake: FakeModelServer, pg_url: str, make_app: Any, serve: Any) -> None:
+    """PostgreSQL restarting while Brook is idle breaks its pooled connections; the next
+    request after a pause still succeeds (an idle connection is checked before use)."""
+    from .relay import Relay
+
+    with Relay(5432) as relay:
+        url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{relay.port}")
+        live = serve(make_app(url))
+        with live.client() as client:
+            conversation_id = new_conversation(client)
+            relay.cut()  # every pooled connection is now dead
+            relay.restore()
+            time.sleep(PING_AFTER_IDLE_SECONDS + 0.2)
+            sent = send(client, conversation_id, "hello")
             answer = wait_for_answer(client, conversation_id, sent["assistant_message"]["id"])
             assert answer["content"] == "Hello from the fake model."
 

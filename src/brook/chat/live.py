@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from bisect import bisect_right
 from typing import Any
 
 
@@ -14,6 +13,10 @@ class LiveAnswer:
     The generator appends; readers wait for text past their offset. `seal` freezes the text
     (later appends are dropped) so the final database write and what readers see agree
     exactly; `finish` then records the outcome and wakes every reader.
+
+    The text is one string plus the pieces appended since it was last read, joined on the
+    next read: a list of every token would hold a string object per token for the whole
+    answer, several times the text's own size.
     """
 
     def __init__(self, message_id: uuid.UUID, model: str | None) -> None:
@@ -22,18 +25,15 @@ class LiveAnswer:
         self.stop_requested = threading.Event()
         self.finalizing = threading.Lock()
         self.flushed = 0  # characters already written to the database
+        self.length = 0
         self.status = "streaming"
         self.usage: dict[str, Any] | None = None
         self.error: dict[str, str] | None = None
-        self._chunks: list[str] = []
-        self._ends: list[int] = []
+        self._text = ""
+        self._tail: list[str] = []
         self._sealed = False
         self._done = False
-        self._cond = threading.Condition()
-
-    @property
-    def length(self) -> int:
-        return self._ends[-1] if self._ends else 0
+        self._cond = threading.Condition(threading.Lock())
 
     @property
     def done(self) -> bool:
@@ -43,19 +43,26 @@ class LiveAnswer:
         with self._cond:
             if self._sealed:
                 return
-            self._chunks.append(text)
-            self._ends.append(self.length + len(text))
+            self._tail.append(text)
+            self.length += len(text)
             self._cond.notify_all()
+
+    def _joined(self) -> str:
+        # Called with the lock held.
+        if self._tail:
+            self._text += "".join(self._tail)
+            self._tail.clear()
+        return self._text
 
     def text(self) -> str:
         with self._cond:
-            return "".join(self._chunks)
+            return self._joined()
 
     def seal(self) -> str:
         """Freeze the text and return it."""
         with self._cond:
             self._sealed = True
-            return "".join(self._chunks)
+            return self._joined()
 
     def finish(self, status: str, usage: dict[str, Any] | None,
                error: dict[str, str] | None) -> None:
@@ -70,13 +77,9 @@ class LiveAnswer:
         with self._cond:
             if self.length <= offset and not self._done:
                 self._cond.wait(timeout)
-            done = self._done
             if self.length <= offset:
-                return "", done
-            i = bisect_right(self._ends, offset)
-            start = self._ends[i - 1] if i else 0
-            first = self._chunks[i][offset - start:]
-            return first + "".join(self._chunks[i + 1:]), False
+                return "", self._done
+            return self._joined()[offset:], False
 
 
 class LiveRegistry:
