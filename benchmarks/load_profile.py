@@ -28,7 +28,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
      ("Completions.create", "SyncAPIClient.post")),
     ("read upstream chunks (httpx, json.loads)", ("_read_stream", "_drain")),
     ("hand a token to readers (LiveAnswer.append)", ("LiveAnswer.append",)),
-    ("renew leases, sweep", ("ChatService._keep",)),
+    ("renew leases, sweep", ("ChatService.renew_leases", "ChatService.sweep")),
     ("SSE: wait, read the live answer, encode", ("LocalBus._events", "RedisBus._stream_events")),
     ("SSE: write events to the socket (gunicorn)", ("Response.write",)),
     ("create conversation / store message (Flask + SQLAlchemy)", ("Flask.wsgi_app",)),

@@ -7,6 +7,7 @@ Each test runs its own redis-server (so it can kill and restart it) and two app 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import subprocess
@@ -304,6 +305,28 @@ def test_connections_broken_while_idle_are_replaced(
             sent = send(client, conversation_id, "hello")
             answer = wait_for_answer(client, conversation_id, sent["assistant_message"]["id"])
             assert answer["content"] == "Hello from the fake model."
+
+
+def test_flushes_and_lease_renewals_do_not_deadlock(
+        fake: FakeModelServer, pg_url: str, make_app: Any, serve: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Flushing and renewing leases both update every live answer's row. Done at once, in
+    two transactions that lock the rows in different orders, PostgreSQL aborts one of them
+    as a deadlock; one thread does both, one after the other."""
+    caplog.set_level(logging.WARNING, logger="brook")
+    live = serve(make_app(pg_url, STREAM_LEASE_SECONDS="0.15", FLUSH_INTERVAL_MS="5",
+                          FLUSH_CHARS="1"))
+    with live.client() as client:
+        sent = []
+        for i in range(60):
+            conversation_id = new_conversation(client)
+            turn = send(client, conversation_id, f"q{i} " + directive(tokens=150, gap=0.01))
+            sent.append((conversation_id, turn["assistant_message"]["id"]))
+        for conversation_id, message_id in sent:
+            answer = wait_for_answer(client, conversation_id, message_id, timeout=60)
+            assert answer["status"] == "complete"
+    problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert problems == []
 
 
 def test_expired_stream_is_served_from_the_database(

@@ -90,23 +90,36 @@ class ChatService:
         self.lease = timedelta(seconds=settings.stream_lease)
         self._closed = threading.Event()
         self._flush_now = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._keep, daemon=True, name="brook-lease"),
-            threading.Thread(target=self._flush_loop, daemon=True, name="brook-flush"),
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._upkeep = threading.Thread(target=self._upkeep_loop, daemon=True,
+                                        name="brook-upkeep")
+        self._upkeep.start()
 
-    def _keep(self) -> None:
-        """Renew this process's leases often; sweep other processes' expired ones."""
-        interval = self.settings.stream_lease / 3
-        sweep_every = 2  # renewals per sweep
-        ticks = 0
-        while not self._closed.wait(interval):
-            ticks += 1
+    def _upkeep_loop(self) -> None:
+        """Flush the answers every flush interval; renew this process's leases every third
+        of a lease, and sweep other processes' expired ones every other renewal.
+
+        One thread does all of it: the flush and the renewal update the same rows, and two
+        transactions doing so at once, each locking the rows in its own order, deadlock.
+        """
+        renew_every = self.settings.stream_lease / 3
+        next_renewal = time.monotonic() + renew_every
+        renewals = 0
+        while not self._closed.is_set():
+            self._flush_now.wait(min(self.settings.flush_interval,
+                                     max(0.0, next_renewal - time.monotonic())))
+            self._flush_now.clear()
+            try:
+                self.flush()
+            except Exception:
+                log.warning("could not write answers to the database; retrying", exc_info=True)
+                self._closed.wait(0.5)
+            if time.monotonic() < next_renewal:
+                continue
+            next_renewal = time.monotonic() + renew_every
+            renewals += 1
             try:
                 self.renew_leases()
-                if ticks % sweep_every == 0:
+                if renewals % 2 == 0:
                     self.sweep()
             except Exception:
                 log.warning("lease upkeep failed; retrying", exc_info=True)
@@ -220,23 +233,13 @@ class ChatService:
             }
             self._finalize(live, status, usage_dict, error)
 
-    def _flush_loop(self) -> None:
-        """Write every live answer's new text in one transaction per flush interval.
+    def flush(self) -> None:
+        """Write every live answer's new text, in one transaction.
 
         One statement for all answers (not one transaction per answer) keeps the cost per
         process flat as answers multiply. The same transaction picks up Stops asked from other
         instances, and answers another process closed.
         """
-        while not self._closed.is_set():
-            self._flush_now.wait(self.settings.flush_interval)
-            self._flush_now.clear()
-            try:
-                self.flush()
-            except Exception:
-                log.warning("could not write answers to the database; retrying", exc_info=True)
-                self._closed.wait(0.5)
-
-    def flush(self) -> None:
         now = utcnow()
         batch = [(live, live.length) for live in self.bus.live.answers()
                  if not live.done and live.length > live.flushed]
@@ -433,8 +436,7 @@ class ChatService:
     def close(self) -> None:
         self._closed.set()
         self._flush_now.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
+        self._upkeep.join(timeout=5)
         self.provider.close()
         self.bus.close()
 
