@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import url_for
 
-from ..chat.service import usage_of
+from ..chat.stored import usage_of
 from ..models import Conversation, Message
 
 

@@ -21,13 +21,13 @@ from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .. import sse
 from ..background import spawn
 from ..config import Settings
 from ..models import Conversation, Message, utcnow
 from ..providers import Provider, ProviderError, Usage
-from .bus import INTERNAL_ERROR, BadOffset, LocalBus, final_events, start_event
+from .bus import INTERNAL_ERROR, BadOffset, LocalBus
 from .live import LiveAnswer
+from .stored import stored_events
 from .tokens import ChatMessage, TokenCounter, fit_to_budget
 
 log = logging.getLogger(__name__)
@@ -403,35 +403,8 @@ class ChatService:
             raise Gone(message_id)
         if after is not None and after > len(message.content):
             raise BadOffset(after)
-        return self._stored_events(message, after)
-
-    def _stored_events(self, message: Message, after: int | None) -> Iterator[str]:
-        offset = after or 0
-        if after is None:
-            yield start_event(message.id, message.model)
-        waited = 0.0
-        while True:
-            if len(message.content) > offset:
-                yield sse.encode("message", {"text": message.content[offset:]},
-                                 len(message.content))
-                offset = len(message.content)
-            if message.status != "streaming":
-                yield final_events(message.status, usage_of(message), message.error, offset)
-                return
-            # Written by another process with no shared bus: follow the row as it is flushed
-            # (the lease sweep ends it if that process dies).
-            time.sleep(self.settings.flush_interval)
-            waited += self.settings.flush_interval
-            if waited >= self.settings.stream_keepalive:
-                waited = 0.0
-                yield sse.KEEPALIVE
-            with self.sessions() as session:
-                fresh = session.get(Message, message.id)
-            if fresh is None:  # deleted with its conversation
-                yield final_events("error", None, {"code": "deleted", "message":
-                                   "This conversation was deleted."}, offset)
-                return
-            message = fresh
+        return stored_events(self.sessions, message, after, self.settings.flush_interval,
+                             self.settings.stream_keepalive)
 
     def close(self) -> None:
         self._closed.set()
@@ -440,9 +413,3 @@ class ChatService:
         self.provider.close()
         self.bus.close()
 
-
-def usage_of(message: Message) -> dict[str, Any] | None:
-    if message.prompt_tokens is None and message.completion_tokens is None:
-        return None
-    return {"prompt_tokens": message.prompt_tokens,
-            "completion_tokens": message.completion_tokens}

@@ -1,0 +1,54 @@
+"""Answers read from the database: finished ones, and live ones the bus does not carry."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from .. import sse
+from ..models import Message
+from .bus import final_events, start_event
+
+
+def stored_events(sessions: sessionmaker[Session], message: Message, after: int | None,
+                  poll: float, keepalive: float) -> Iterator[str]:
+    """The answer's SSE events from `after`, from its row.
+
+    A row still `streaming` is written by another process with no shared bus: it is
+    followed as that process flushes it, every `poll` seconds, until it ends (the lease
+    sweep ends it if that process dies) or is deleted.
+    """
+    offset = after or 0
+    if after is None:
+        yield start_event(message.id, message.model)
+    waited = 0.0
+    while True:
+        if len(message.content) > offset:
+            yield sse.encode("message", {"text": message.content[offset:]},
+                             len(message.content))
+            offset = len(message.content)
+        if message.status != "streaming":
+            yield final_events(message.status, usage_of(message), message.error, offset)
+            return
+        time.sleep(poll)
+        waited += poll
+        if waited >= keepalive:
+            waited = 0.0
+            yield sse.KEEPALIVE
+        with sessions() as session:
+            fresh = session.get(Message, message.id)
+        if fresh is None:  # deleted with its conversation
+            yield final_events("error", None, {"code": "deleted", "message":
+                               "This conversation was deleted."}, offset)
+            return
+        message = fresh
+
+
+def usage_of(message: Message) -> dict[str, Any] | None:
+    if message.prompt_tokens is None and message.completion_tokens is None:
+        return None
+    return {"prompt_tokens": message.prompt_tokens,
+            "completion_tokens": message.completion_tokens}
