@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -165,10 +165,12 @@ def free_port() -> int:
 
 
 class Server:
-    """`brook serve` (gunicorn + gevent) in its own process group."""
+    """`brook serve` (gunicorn + gevent; `args=["--dev"]`: the development server) in its own
+    process group."""
 
-    def __init__(self, cwd: Path, env: dict[str, str], name: str = "server") -> None:
-        self.cwd, self.env = cwd, env
+    def __init__(self, cwd: Path, env: dict[str, str], name: str = "server",
+                 args: Sequence[str] = ()) -> None:
+        self.cwd, self.env, self.args = cwd, env, list(args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -177,7 +179,7 @@ class Server:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [BROOK, "serve", "--port", str(self.port)], cwd=self.cwd, env=self.env,
+                [BROOK, "serve", *self.args, "--port", str(self.port)], cwd=self.cwd, env=self.env,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from brook import create_app
+from brook.assets import static_version
 from brook.fakemodel import FakeModelServer
 
 from .conftest import AppFactory, LiveServer, directive
@@ -213,8 +214,8 @@ def test_markdown_view_fed_in_pieces_renders_what_a_whole_render_does(chat: Page
         code="".join(f"def f{i}(x):\n    return x * {i}  # {words(4)}\n" for i in range(50)),
         plain="".join(f"line {i}: {words(12)}\n" for i in range(40)))
     assert len(text) > 9_000
-    same = chat.evaluate("""async ([text, step]) => {
-      const { MarkdownView } = await import("/static/js/markdown.js");
+    same = chat.evaluate("""async ([text, step, module]) => {
+      const { MarkdownView } = await import(module);
       const box = () => document.body.appendChild(document.createElement("div"));
       const a = box();
       const pieces = new MarkdownView(a);
@@ -233,7 +234,7 @@ def test_markdown_view_fed_in_pieces_renders_what_a_whole_render_does(chat: Page
         if (a.innerHTML === b.innerHTML) return true;
       }
       return [a.innerHTML, b.innerHTML];
-    }""", [text, step])
+    }""", [text, step, f"/static/{static_version()}/js/markdown.js"])
     assert same is True, same
 
 
@@ -854,8 +855,9 @@ def test_every_asset_comes_from_the_app_within_its_csp(page: Page, site: LiveSer
     # Every module of the page is preloaded from its head, so none waits for its importer;
     # highlight.js is loaded by the highlighting worker only, never by the page itself.
     modules = {u.removeprefix(site.url) for u in requests if u.endswith((".js", ".mjs"))}
-    worker = {"/static/js/highlight-worker.js", "/static/vendor/highlight/common.js",
-              "/static/vendor/highlight/core.min.js"}
+    static = site.app.static_url_path
+    worker = {f"{static}/js/highlight-worker.js", f"{static}/vendor/highlight/common.js",
+              f"{static}/vendor/highlight/core.min.js"}
     assert worker <= modules
     preloaded = set(page.eval_on_selector_all(
         "link[rel=modulepreload], script[src]", "els => els.map(e => e.getAttribute("

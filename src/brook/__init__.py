@@ -15,7 +15,7 @@ from dotenv import load_dotenv
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import db, errors
+from . import assets, db, errors
 from .chat.bus import LocalBus
 from .chat.redis_bus import RedisBus
 from .chat.service import ChatService
@@ -43,7 +43,9 @@ def create_app(env: Mapping[str, str] | None = None, *,
     settings = load_settings(env, instance)
     _configure_logging(settings)
     telemetry = init_telemetry(settings)
-    app = Flask(__name__, instance_path=str(instance))
+    # Static files under /static/<hash of their bytes>/: see assets.py.
+    app = Flask(__name__, instance_path=str(instance),
+                static_url_path=f"/static/{assets.static_version()}")
     if telemetry:
         instrument(app)
     credential = credential or azure_credential(settings)
@@ -71,6 +73,7 @@ def create_app(env: Mapping[str, str] | None = None, *,
         raise
     sessions = db.init_app(app, engine)
     errors.init_app(app)
+    assets.init_app(app)
 
     chat = ChatService(sessions, build_provider(settings, credential), settings,
                        TokenCounter(cached_encoding()), make_bus(settings))

@@ -123,6 +123,9 @@ def serve(dev: bool, host: str, port: int, workers: int) -> None:
     if dev:
         from werkzeug.serving import run_simple
 
+        # Flask's debug mode, as `flask --debug run` sets it (the reloader's child inherits
+        # it): templates reload, and static files are not cached (assets.py).
+        os.environ["FLASK_DEBUG"] = "1"
         # Flask's app.run() refuses to run under the flask CLI; werkzeug's is what it calls.
         run_simple(host, port, _cli_app(), use_reloader=True, use_debugger=True,
                    threaded=True)
