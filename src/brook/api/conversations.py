@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from ..chat.service import Busy, ChatService, Draining
-from ..db import get_session
+from ..db import autocommit, get_session
 from ..errors import APIError
 from ..identity import current_owner
 from ..models import Conversation, Message, utcnow
@@ -71,7 +71,7 @@ def create_conversation() -> tuple[dict[str, object], int]:
     body = json_body({"title": str})
     conversation = Conversation(owner=current_owner(),
                                 title=title_from(body["title"]) if "title" in body else "")
-    session = get_session()
+    session = autocommit(get_session())  # one INSERT
     session.add(conversation)
     session.commit()
     return conversation_json(conversation), 201

@@ -8,7 +8,7 @@ from flask import Response, current_app, request
 from sqlalchemy import select
 
 from ..chat.service import BadOffset, ChatService, Gone, NotLast
-from ..db import get_session
+from ..db import autocommit, get_session
 from ..errors import APIError
 from ..identity import current_owner
 from ..models import Conversation, Message
@@ -51,6 +51,7 @@ def _resume_offset() -> int | None:
 @bp.get("/messages/<uuid:message_id>/stream")
 def stream(message_id: uuid.UUID) -> Response:
     after = _resume_offset()
+    autocommit(get_session())  # it only reads
     message = owned_answer(message_id)
     get_session().close()  # a long stream must not hold a pooled connection
     chat: ChatService = current_app.extensions["brook.chat"]

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..background import spawn
 from ..config import Settings
+from ..db import autocommit
 from ..models import Conversation, Message, utcnow
 from ..providers import Provider, ProviderError, Usage
 from .bus import INTERNAL_ERROR, BadOffset, LocalBus
@@ -275,7 +276,7 @@ class ChatService:
             text = live.seal()
             tokens = usage or {}
             try:
-                with self.sessions.begin() as session:
+                with autocommit(self.sessions()) as session:  # one statement
                     session.connection().execute(FINAL, {
                         "b_id": live.message_id, "b_content": text, "b_status": status,
                         "b_error": error, "b_now": utcnow(),
