@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 
-import gevent
-from gevent import monkey
+
+def patched() -> bool:
+    """Whether gevent has patched `threading` (gunicorn's gevent worker, `brook serve`)."""
+    if "gevent" not in sys.modules:
+        return False
+    from gevent import monkey
+
+    return bool(monkey.is_module_patched("threading"))
 
 
 def spawn(target: Callable[[], None], name: str = "brook-background") -> None:
@@ -15,7 +22,9 @@ def spawn(target: Callable[[], None], name: str = "brook-background") -> None:
     Under gevent, `threading.Thread.start` waits for the new greenlet to run, which puts the
     caller behind every other ready greenlet; `gevent.spawn` only schedules it.
     """
-    if monkey.is_module_patched("threading"):
+    if patched():
+        import gevent
+
         gevent.spawn(target)
     else:
         threading.Thread(target=target, daemon=True, name=name).start()

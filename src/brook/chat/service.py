@@ -62,13 +62,14 @@ def default_title(content: str) -> str:
 
 MESSAGES = cast(Table, Message.__table__)
 # Built once: constructing a statement costs more than running it on SQLite.
-FINAL = (
-    update(MESSAGES)
-    .where(MESSAGES.c.id == bindparam("b_id"), MESSAGES.c.status == "streaming")
-    .values(content=bindparam("b_content"), status=bindparam("b_status"),
-            error=bindparam("b_error"), updated_at=bindparam("b_now"), lease_until=None,
-            prompt_tokens=bindparam("b_prompt"), completion_tokens=bindparam("b_completion"))
-)
+_STILL_STREAMING = update(MESSAGES).where(MESSAGES.c.id == bindparam("b_id"),
+                                          MESSAGES.c.status == "streaming")
+FLUSH = _STILL_STREAMING.values(content=bindparam("b_content"), updated_at=bindparam("b_now"),
+                                lease_until=bindparam("b_lease"))
+FINAL = _STILL_STREAMING.values(
+    content=bindparam("b_content"), status=bindparam("b_status"), error=bindparam("b_error"),
+    updated_at=bindparam("b_now"), lease_until=None, prompt_tokens=bindparam("b_prompt"),
+    completion_tokens=bindparam("b_completion"))
 
 
 def worker_id() -> str:
@@ -246,16 +247,10 @@ class ChatService:
                  if not live.done and live.length > live.flushed]
         if not batch:
             return
-        rows = [{"b_id": live.message_id, "b_content": live.text()[:length]}
-                for live, length in batch]
+        rows = [{"b_id": live.message_id, "b_content": live.text()[:length], "b_now": now,
+                 "b_lease": now + self.lease} for live, length in batch]
         with self.sessions.begin() as session:
-            session.connection().execute(
-                update(MESSAGES)
-                .where(MESSAGES.c.id == bindparam("b_id"), MESSAGES.c.status == "streaming")
-                .values(content=bindparam("b_content"), updated_at=now,
-                        lease_until=now + self.lease),
-                rows,
-            )
+            session.connection().execute(FLUSH, rows)
             halted = set(session.scalars(
                 select(Message.id).where(
                     Message.id.in_([live.message_id for live, _ in batch]),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 import threading
 import time
 from collections import deque
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..background import patched
 from ..chat.tokens import ChatMessage
 from .base import ProviderError
 
@@ -28,15 +28,6 @@ log = logging.getLogger(__name__)
 
 def closed_error() -> ProviderError:
     return ProviderError("shutting_down", "Brook is shutting down. Please try again in a moment.")
-
-
-def patched() -> bool:
-    """Whether gevent has patched `threading` (gunicorn's gevent worker, `brook serve`)."""
-    if "gevent" not in sys.modules:
-        return False
-    from gevent import monkey
-
-    return bool(monkey.is_module_patched("threading"))
 
 
 def real(module: str, name: str) -> Any:
