@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from sqlalchemy import create_engine, text
 from werkzeug.serving import make_server
 
-from brook import create_app, db, sse
+from brook import create_app, database, sse
 from brook.fakemodel import FakeModelServer
 
 POSTGRES_URL = os.environ.get("BROOK_TEST_POSTGRES_URL",
@@ -48,9 +48,10 @@ def postgres_schema() -> str:
     """A freshly migrated PostgreSQL database (the real server on 127.0.0.1:5432)."""
     engine = create_engine(POSTGRES_URL)
     with engine.begin() as connection:
-        connection.execute(text("DROP TABLE IF EXISTS messages, conversations, alembic_version"))
+        connection.execute(text(
+            "DROP TABLE IF EXISTS messages, conversations, workers, alembic_version"))
     engine.dispose()
-    db.upgrade(POSTGRES_URL)
+    database.upgrade(POSTGRES_URL)
     return POSTGRES_URL
 
 

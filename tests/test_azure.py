@@ -20,7 +20,7 @@ from werkzeug.wrappers import Request, Response
 
 from brook import create_app
 from brook.config import ConfigError
-from brook.db import POSTGRES_ENTRA_SCOPE
+from brook.database import POSTGRES_ENTRA_SCOPE
 
 
 class RecordingCredential:

@@ -23,7 +23,7 @@ import redis
 from sqlalchemy import create_engine, text
 
 from brook import sse
-from brook.db import PING_AFTER_IDLE_SECONDS
+from brook.database import PING_AFTER_IDLE_SECONDS
 from brook.fakemodel import FakeModelServer
 
 from .conftest import (

@@ -106,6 +106,8 @@ NOT_SET = {
     "STREAM_KEEPALIVE_SECONDS": "tunable with a default (15 s keeps App Service's front end "
                                 "from closing idle streams)",
     "STREAM_LEASE_SECONDS": "tunable with a default",
+    "MAX_ANSWERS_PER_WORKER": "tunable with a default; App Service scales out on CPU",
+    "MAX_EVENT_LOOP_LAG_MS": "tunable with a default",
     "STREAM_EXPIRE_SECONDS": "tunable with a default",
     "SHUTDOWN_GRACE_SECONDS": "tunable with a default",
     "GUNICORN_WORKER_CONNECTIONS": "tunable with a default",

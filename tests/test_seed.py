@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
-from brook import db
+from brook import database
 from brook.cli import main
 from brook.models import Conversation, Message
 from brook.seed import DEMO_OWNER, SEED_MARK, seed_demo
@@ -75,7 +75,7 @@ def test_seeded_conversations_are_listed_by_the_api(make_app: AppFactory, serve:
 
 def test_default_owner_reset_and_statuses(database_url: str) -> None:
     if database_url.startswith("sqlite"):
-        db.upgrade(database_url)
+        database.upgrade(database_url)
     result = seed(database_url, "--count", "60", "--seed", "7")
     assert result.exit_code == 0, result.output
     assert f"for owner {DEMO_OWNER}" in result.output
@@ -108,8 +108,8 @@ def test_the_same_seed_makes_the_same_conversations(tmp_path: Path) -> None:
     contents = []
     for name in ("a", "b"):
         url = f"sqlite:///{tmp_path / name}.db"
-        db.upgrade(url)
-        engine = db.make_engine(url)
+        database.upgrade(url)
+        engine = database.make_engine(url)
         with Session(engine) as session:
             seed_demo(session, count=10, seed=11, now=now)
             contents.append(session.execute(

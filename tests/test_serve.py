@@ -64,4 +64,5 @@ def test_gunicorn_gevent_serves_and_a_restart_marks_interrupted(server: Server) 
         again = send(client, conversation_id, "again")
         done = wait_for_answer(client, conversation_id, again["assistant_message"]["id"])
         assert done["status"] == "complete"
-    assert "Marked 1 unfinished answer(s)" in server.log.read_text()
+    assert "marked 1 answer(s) interrupted: the process writing them is gone" \
+        in server.log.read_text()

@@ -15,7 +15,7 @@ from dotenv import load_dotenv
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import assets, db, errors
+from . import assets, database, db, errors
 from .chat.bus import LocalBus
 from .chat.redis_bus import RedisBus
 from .chat.service import ChatService
@@ -63,11 +63,11 @@ def create_app(env: Mapping[str, str] | None = None, *,
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
-    engine = db.make_engine(settings.database_url,
-                            credential if settings.database_entra_auth else None,
-                            settings.database_pool_timeout)
+    db_credential = credential if settings.database_entra_auth else None
+    engine = database.make_engine(settings.database_url, db_credential,
+                                  settings.database_pool_timeout)
     try:
-        db.ensure_schema(engine)
+        database.ensure_schema(engine)
     except Exception:
         engine.dispose()
         raise
@@ -75,10 +75,11 @@ def create_app(env: Mapping[str, str] | None = None, *,
     errors.init_app(app)
     assets.init_app(app)
 
+    # The heartbeat's own connection: it renews from an OS thread (chat/liveness.py).
+    heartbeat_engine = database.make_engine(settings.database_url, db_credential,
+                                            pool_size=1, max_overflow=0)
     chat = ChatService(sessions, build_provider(settings, credential), settings,
-                       TokenCounter(cached_encoding()), make_bus(settings))
-    if isinstance(chat.bus, RedisBus):
-        chat.bus.on_stop(chat.stop_local)
+                       TokenCounter(cached_encoding()), make_bus(settings), heartbeat_engine)
     app.extensions["brook.chat"] = chat
     atexit.register(chat.close)
 

@@ -1,9 +1,10 @@
-"""Work that runs on after the request that started it."""
+"""Work that runs on after the request that started it, and work that must keep its pace."""
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 
@@ -28,3 +29,30 @@ def spawn(target: Callable[[], None], name: str = "brook-background") -> None:
         gevent.spawn(target)
     else:
         threading.Thread(target=target, daemon=True, name=name).start()
+
+
+def os_thread(target: Callable[[], None], name: str) -> None:
+    """Run `target` on an operating-system thread of its own, even under gevent.
+
+    Under gevent, `threading.Thread` is a greenlet: it runs only when the event loop gets to
+    it, which a saturated loop does late. An OS thread gets the interpreter every few
+    milliseconds however busy the loop is. Blocking calls in it (sockets, the database
+    driver) wait on that thread's own gevent hub; it must share no gevent lock or event
+    with the loop's greenlets, so it sleeps with `os_sleep` and stops on a plain flag.
+    """
+    if patched():
+        from gevent import monkey
+
+        monkey.get_original("_thread", "start_new_thread")(target, ())
+    else:
+        threading.Thread(target=target, daemon=True, name=name).start()
+
+
+def os_sleep(seconds: float) -> None:
+    """Block the calling OS thread (not a greenlet) for `seconds`."""
+    if patched():
+        from gevent import monkey
+
+        monkey.get_original("time", "sleep")(seconds)
+    else:
+        time.sleep(seconds)

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.cli import FlaskGroup
 from sqlalchemy.orm import sessionmaker
 
-from . import azure_credential, create_app, db
+from . import azure_credential, create_app, database
 from .config import ConfigError, load_settings
 
 
@@ -45,7 +45,7 @@ def db_group() -> None:
 def db_upgrade() -> None:
     """Apply the database migrations (SQLite or the PostgreSQL at DATABASE_URL)."""
     settings = _settings_from_env()
-    db.upgrade(settings.database_url, azure_credential(settings)
+    database.upgrade(settings.database_url, azure_credential(settings)
                if settings.database_entra_auth else None)
     click.echo("Database is up to date.")
 
@@ -73,11 +73,11 @@ def db_seed(count: int, seed_value: int | None, owner: str | None, owner_of: str
     if owner and owner_of:
         raise click.UsageError("Give --owner or --owner-of, not both.")
     settings = _settings_from_env()
-    engine = db.make_engine(settings.database_url, azure_credential(settings)
+    engine = database.make_engine(settings.database_url, azure_credential(settings)
                             if settings.database_entra_auth else None)
     try:
         try:
-            db.ensure_schema(engine)  # migrates SQLite; PostgreSQL needs `brook db upgrade`
+            database.ensure_schema(engine)  # migrates SQLite; PostgreSQL needs `brook db upgrade`
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
         with sessionmaker(engine)() as session:
@@ -111,15 +111,10 @@ def db_seed(count: int, seed_value: int | None, owner: str | None, owner_of: str
 def serve(dev: bool, host: str, port: int, workers: int) -> None:
     """Serve Brook: gunicorn with gevent workers, or the dev server with --dev."""
     settings = _settings_from_env()
-    # Answers left `streaming` by the previous run of this server cannot continue.
-    credential = azure_credential(settings) if settings.database_entra_auth else None
     if settings.database_url.startswith("sqlite:"):
-        db.upgrade(settings.database_url)
-    engine = db.make_engine(settings.database_url, credential)
-    count = db.mark_interrupted(sessionmaker(engine))
-    engine.dispose()  # before gunicorn forks: workers open their own connections
-    if count:
-        click.echo(f"Marked {count} unfinished answer(s) from the last run as interrupted.")
+        database.upgrade(settings.database_url)
+    # Answers the previous run of this server left `streaming` cannot continue: each
+    # worker's first sweep marks them `interrupted`, with every word that survived.
     if dev:
         from werkzeug.serving import run_simple
 

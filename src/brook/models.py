@@ -79,8 +79,9 @@ class Message(Base):
     prompt_tokens: Mapped[int | None] = mapped_column(default=None)
     completion_tokens: Mapped[int | None] = mapped_column(default=None)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    # While streaming: the process generating the answer ("host:pid:nonce"), how long its
-    # claim holds unless renewed, and whether a Stop from another instance is waiting for it.
+    # While streaming: the process generating the answer ("host:pid:nonce", a `Worker`), a
+    # grace period from its start (no sweep touches it before `lease_until`), and whether a
+    # Stop from another instance is waiting for it.
     worker: Mapped[str | None] = mapped_column(String(200), default=None)
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     stop_requested: Mapped[bool] = mapped_column(Boolean, default=False,
@@ -89,3 +90,13 @@ class Message(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
+
+
+class Worker(Base):
+    """A serving process ("host:pid:nonce") and until when its heartbeat says it is alive."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    alive_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -19,7 +19,7 @@ from faker import Faker
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from .chat.service import default_title
+from .chat.turns import default_title
 from .models import Conversation, Message, utcnow
 
 DEMO_OWNER = "demo:brook-seed"

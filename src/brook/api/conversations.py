@@ -10,8 +10,9 @@ from flask import Response, current_app, request
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from ..chat.service import Busy, ChatService, Draining
-from ..db import autocommit, get_session
+from ..chat.service import Busy, ChatService, Draining, Overloaded
+from ..database import autocommit
+from ..db import get_session
 from ..errors import APIError
 from ..identity import current_owner
 from ..models import Conversation, Message, utcnow
@@ -31,7 +32,22 @@ def starting_an_answer() -> Iterator[None]:
                        "or stop it first.") from None
     except Draining:
         raise APIError(503, "shutting_down",
-                       "Brook is restarting. Please send your message again in a moment.") from None
+                       "Brook is restarting. Please send your message again in a moment.",
+                       retry_after=2) from None
+    except Overloaded as exc:
+        raise APIError(503, "overloaded",
+                       "Brook is answering as many questions as it can right now. Your "
+                       "message was not sent; it will be sent again in a moment.",
+                       retry_after=exc.retry_after) from None
+
+
+def admit() -> ChatService:
+    """The chat service, if it takes a new answer now: checked before anything is read or
+    stored, so a refusal costs the worker next to nothing."""
+    chat: ChatService = current_app.extensions["brook.chat"]
+    with starting_an_answer():
+        chat.admit()
+    return chat
 
 
 def turn_json(user: Message, answer: Message) -> dict[str, object]:
@@ -113,8 +129,8 @@ def delete_conversation(conversation_id: uuid.UUID) -> Response:
 def send_message(conversation_id: uuid.UUID) -> tuple[dict[str, object], int]:
     body = json_body({"content": str})
     content = message_content(body, current_app.config["BROOK_SETTINGS"].max_message_chars)
+    chat = admit()
     conversation = owned_conversation(conversation_id)
-    chat: ChatService = current_app.extensions["brook.chat"]
     with starting_an_answer():
         user, answer = chat.send(get_session(), conversation, content)
     return turn_json(user, answer), 202

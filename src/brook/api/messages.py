@@ -8,12 +8,13 @@ from flask import Response, current_app, request
 from sqlalchemy import select
 
 from ..chat.service import BadOffset, ChatService, Gone, NotLast
-from ..db import autocommit, get_session
+from ..database import autocommit
+from ..db import get_session
 from ..errors import APIError
 from ..identity import current_owner
 from ..models import Conversation, Message
 from . import bp
-from .conversations import starting_an_answer, turn_json
+from .conversations import admit, starting_an_answer, turn_json
 from .requests import json_body, message_content
 from .serialize import message_json
 
@@ -83,8 +84,8 @@ def stop(message_id: uuid.UUID) -> dict[str, object]:
 def regenerate(message_id: uuid.UUID) -> tuple[dict[str, object], int]:
     """Answer the last question again, replacing the conversation's last answer."""
     json_body({})
+    chat = admit()
     answer = owned_answer(message_id)
-    chat: ChatService = current_app.extensions["brook.chat"]
     try:
         with starting_an_answer():
             fresh = chat.regenerate(get_session(), answer.conversation, answer)
@@ -100,8 +101,8 @@ def edit(message_id: uuid.UUID) -> tuple[dict[str, object], int]:
     """Change one of the user's messages; later turns are replaced by a new answer."""
     body = json_body({"content": str})
     content = message_content(body, current_app.config["BROOK_SETTINGS"].max_message_chars)
+    chat = admit()
     user = owned_message(message_id, "user")
-    chat: ChatService = current_app.extensions["brook.chat"]
     with starting_an_answer():
         user, answer = chat.edit(get_session(), user.conversation, user, content)
     return turn_json(user, answer), 202

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 from .. import sse
 from .live import LiveAnswer, LiveRegistry
+
+# An answer's SSE events, as a bus serves them. The generator's return value is None when
+# it sent the `end`, or the offset from which the database must serve the rest (the bus
+# lost text: Redis restarted).
+Events = Generator[str, None, int | None]
 
 
 class BadOffset(ValueError):
@@ -70,7 +75,7 @@ class LocalBus:
         """The answer is finished and stored: forget it (readers fall back to the database)."""
         self.live.remove(answer.message_id)
 
-    def read(self, message_id: uuid.UUID, after: int | None) -> Iterator[str] | None:
+    def read(self, message_id: uuid.UUID, after: int | None) -> Events | None:
         """The answer's events after `after`, or None when this bus does not have it."""
         answer = self.live.get(message_id)
         if answer is None:
@@ -79,7 +84,7 @@ class LocalBus:
             raise BadOffset(after)
         return self._events(answer, after)
 
-    def _events(self, answer: LiveAnswer, after: int | None) -> Iterator[str]:
+    def _events(self, answer: LiveAnswer, after: int | None) -> Events:
         offset = after or 0
         if after is None:
             yield start_event(answer.message_id, answer.model)
@@ -93,15 +98,20 @@ class LocalBus:
                 yield sse.encode("message", {"text": text}, offset)
             elif done:
                 yield final_events(answer.status, answer.usage, answer.error, offset)
-                return
+                return None
             else:
                 yield sse.KEEPALIVE
+
+    def on_stop(self, handler: Callable[[uuid.UUID], object]) -> None:
+        """Call `handler(message_id)` when another instance asks to stop an answer of ours
+        (never, here: only this process writes and reads this bus)."""
 
     def request_stop(self, message_id: uuid.UUID) -> None:
         """Ask the instance generating this answer to stop it (only this one, here)."""
 
-    def recover(self, message_id: uuid.UUID) -> str | None:
-        """The text a dead generator had published, if the bus kept it."""
+    def recover(self, message_id: uuid.UUID) -> tuple[int, str] | None:
+        """The text a dead generator had published, if the bus kept it: `(start, text)`,
+        the text beginning at character `start`."""
         return None
 
     def publish_end(self, message_id: uuid.UUID, status: str, text_length: int) -> None:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import sse
 from ..models import Message
-from .bus import final_events, start_event
+from .bus import Events, final_events, start_event
 
 
 def stored_events(sessions: sessionmaker[Session], message: Message, after: int | None,
-                  poll: float, keepalive: float) -> Iterator[str]:
+                  poll: float, keepalive: float) -> Events:
     """The answer's SSE events from `after`, from its row.
 
     A row still `streaming` is written by another process with no shared bus: it is
@@ -31,8 +30,11 @@ def stored_events(sessions: sessionmaker[Session], message: Message, after: int 
                              len(message.content))
             offset = len(message.content)
         if message.status != "streaming":
-            yield final_events(message.status, usage_of(message), message.error, offset)
-            return
+            # The end's id is where the answer ends: below `offset` only for an answer
+            # interrupted after the reader had read text that did not survive its writer.
+            yield final_events(message.status, usage_of(message), message.error,
+                               len(message.content))
+            return None
         time.sleep(poll)
         waited += poll
         if waited >= keepalive:
@@ -41,10 +43,14 @@ def stored_events(sessions: sessionmaker[Session], message: Message, after: int 
         with sessions() as session:
             fresh = session.get(Message, message.id)
         if fresh is None:  # deleted with its conversation
-            yield final_events("error", None, {"code": "deleted", "message":
-                               "This conversation was deleted."}, offset)
-            return
+            yield deleted_event(offset)
+            return None
         message = fresh
+
+
+def deleted_event(offset: int) -> str:
+    return final_events("error", None, {"code": "deleted",
+                                        "message": "This conversation was deleted."}, offset)
 
 
 def usage_of(message: Message) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""Alembic environment: migrations run on the connection brook.db passes in."""
+"""Alembic environment: migrations run on the connection brook.database passes in."""
 
 from alembic import context
 

@@ -1,0 +1,60 @@
+"""Admission: a worker takes a new answer only while it can serve the ones it has on time.
+
+Two measures refuse a new answer, before anything is stored: the answers this process is
+writing (at most MAX_ANSWERS_PER_WORKER), and how late its event loop runs (at most
+MAX_EVENT_LOOP_LAG_MS). The lag comes from a probe that asks to wake every PROBE_SECONDS
+and notes how late it woke. A probe that is overdue right now counts too, so a burst that
+floods the loop is seen while it floods it, not only once the probe gets to run.
+
+A refused request is answered `503 overloaded` with `Retry-After`; behind a load balancer the
+retry may land on another instance.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+PROBE_SECONDS = 0.05
+
+
+class Overloaded(Exception):
+    """This worker is at capacity; try again after `retry_after` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"overloaded; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class Admission:
+    def __init__(self, max_answers: int, max_lag: float, in_flight: Callable[[], int],
+                 spawn: Callable[[Callable[[], None]], None]) -> None:
+        self.max_answers = max_answers
+        self.max_lag = max_lag
+        self.in_flight = in_flight
+        self.lag = 0.0  # how late the probe woke last time
+        self._due = time.monotonic() + PROBE_SECONDS
+        self._closed = False
+        spawn(self._probe)
+
+    def _probe(self) -> None:
+        while not self._closed:
+            self._due = time.monotonic() + PROBE_SECONDS
+            time.sleep(PROBE_SECONDS)
+            self.lag = max(0.0, time.monotonic() - self._due)
+
+    def current_lag(self) -> float:
+        """How late the event loop runs: the last probe's lateness, or more if overdue now."""
+        return max(self.lag, time.monotonic() - self._due)
+
+    def check(self) -> None:
+        """Raise `Overloaded` unless this worker can take another answer now."""
+        if self.in_flight() >= self.max_answers:
+            raise Overloaded(2)
+        lag = self.current_lag()
+        if lag > self.max_lag:
+            raise Overloaded(max(1, math.ceil(lag)))
+
+    def close(self) -> None:
+        self._closed = True

@@ -1,0 +1,145 @@
+"""The database: engines, migrations with Alembic, and sessions outside a transaction.
+
+No Flask here: the chat package uses it too. The request's session is db.py's.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from azure.core.credentials import TokenCredential
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import InvalidatePoolError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from .config import ConfigError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+PING_AFTER_IDLE_SECONDS = 1.0
+
+POSTGRES_ENTRA_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
+
+
+def make_engine(url: str, credential: TokenCredential | None = None,
+                pool_timeout: float = 30.0, pool_size: int = 10, max_overflow: int = 40
+                ) -> Engine:
+    """Create the engine; SQLite gets WAL, a busy timeout and enforced foreign keys.
+
+    A request that finds all pooled connections (50 by default) in use waits up to `pool_timeout`
+    seconds for one, then is answered 503 `overloaded` (see errors.py).
+
+    With `credential` (Microsoft Entra ID), each new PostgreSQL connection signs in with a
+    fresh access token as its password; the credential caches tokens and renews them before
+    they expire, and connections are recycled well within a token's hour.
+    """
+    if url.startswith("sqlite:"):
+        engine = create_engine(url, connect_args={"timeout": 30}, pool_size=pool_size,
+                               max_overflow=max_overflow, pool_timeout=pool_timeout)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
+                           pool_recycle=1800, pool_timeout=pool_timeout)
+    _ping_after_idle(engine)
+    if credential is not None:
+        token_source = credential
+
+        @event.listens_for(engine, "do_connect")
+        def _entra_password(_dialect: Any, _record: Any, _args: Any,
+                            params: dict[str, Any]) -> None:
+            params["password"] = token_source.get_token(POSTGRES_ENTRA_SCOPE).token
+
+    return engine
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Check a pooled connection that has sat idle before handing it out; replace it if dead.
+
+    SQLAlchemy's `pool_pre_ping` pings on every checkout: a round trip that under load cost
+    7 % of the worker's CPU. A server restart takes longer than PING_AFTER_IDLE_SECONDS, so
+    a connection it broke has been idle at least that long when it is next checked out, and
+    is pinged; one that failed in use meanwhile has already had the pool invalidated.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            # As pre-ping does: replace every connection opened before now, then retry.
+            raise InvalidatePoolError(str(exc)) from exc
+
+
+def upgrade(url: str, credential: TokenCredential | None = None) -> None:
+    """Apply every Alembic migration up to head (the same scripts for SQLite and PostgreSQL)."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url, credential)
+    try:
+        with engine.begin() as connection:
+            _upgrade_on(connection)
+    finally:
+        engine.dispose()
+
+
+def _upgrade_on(connection: Connection) -> None:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, "head")
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Bring SQLite up to date on start; refuse to start on an outdated PostgreSQL.
+
+    Migrating a shared server is an explicit step (`brook db upgrade`, run by the Azure
+    start-up command) so that several instances never race to migrate it.
+    """
+    script = ScriptDirectory(str(MIGRATIONS))
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current == script.get_current_head():
+        return
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as connection:
+            _upgrade_on(connection)
+        return
+    raise ConfigError(
+        f"The database at DATABASE_URL is at migration {current or 'none'}, not "
+        f"{script.get_current_head()}: run `brook db upgrade` first."
+    )
+
+
+def autocommit(session: Session) -> Session:
+    """Run the session's statements each on its own, outside a transaction.
+
+    For work that is one statement, or only reads, this saves a BEGIN and a COMMIT (or
+    ROLLBACK): on PostgreSQL two of the three round trips, each of which suspends the
+    request's greenlet. Call it before the session's first statement.
+    """
+    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    return session
