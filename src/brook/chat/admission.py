@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 PROBE_SECONDS = 0.05
 
@@ -34,6 +35,7 @@ class Admission:
         self.max_lag = max_lag
         self.in_flight = in_flight
         self.lag = 0.0  # how late the probe woke last time
+        self.reserved = 0  # answers admitted whose generation has not started yet
         self._due = time.monotonic() + PROBE_SECONDS
         self._closed = False
         spawn(self._probe)
@@ -50,11 +52,23 @@ class Admission:
 
     def check(self) -> None:
         """Raise `Overloaded` unless this worker can take another answer now."""
-        if self.in_flight() >= self.max_answers:
+        if self.in_flight() + self.reserved >= self.max_answers:
             raise Overloaded(2)
         lag = self.current_lag()
         if lag > self.max_lag:
             raise Overloaded(max(1, math.ceil(lag)))
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Admit one answer, holding its place until the block ends (by then it is in
+        flight, or refused): requests that wait on the database meanwhile cannot all be
+        admitted into the same last place."""
+        self.check()
+        self.reserved += 1
+        try:
+            yield
+        finally:
+            self.reserved -= 1
 
     def close(self) -> None:
         self._closed = True

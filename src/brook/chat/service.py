@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -103,20 +104,25 @@ class ChatService:
     def send(self, session: Session, conversation: Conversation, content: str
              ) -> tuple[Message, Message]:
         """Store the user's message and an empty streaming answer, then start generating."""
-        self.admit()
-        user, turn = self.turns.send(session, conversation, content)
-        return user, self._start(turn)
+        with self._admitted():
+            user, turn = self.turns.send(session, conversation, content)
+            return user, self._start(turn)
 
     def regenerate(self, session: Session, conversation: Conversation, answer: Message
                    ) -> Message:
-        self.admit()
-        return self._start(self.turns.regenerate(session, conversation, answer))
+        with self._admitted():
+            return self._start(self.turns.regenerate(session, conversation, answer))
 
     def edit(self, session: Session, conversation: Conversation, user: Message, content: str
              ) -> tuple[Message, Message]:
-        self.admit()
-        user, turn = self.turns.edit(session, conversation, user, content)
-        return user, self._start(turn)
+        with self._admitted():
+            user, turn = self.turns.edit(session, conversation, user, content)
+            return user, self._start(turn)
+
+    def _admitted(self) -> AbstractContextManager[None]:
+        if not self.accepting:
+            raise Draining
+        return self.admission.slot()
 
     def _start(self, turn: Turn) -> Message:
         self.writer.start(turn.answer.id, turn.answer.model, turn.prompt)
