@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,7 +32,10 @@ BROOK_VARIABLES = (
     "STREAM_COALESCE_MS", "STREAM_KEEPALIVE_SECONDS", "GUNICORN_WORKER_CONNECTIONS",
     "WEB_CONCURRENCY", "SECRET_KEY", "LOG_LEVEL", "HOST", "PORT", "SHUTDOWN_GRACE_SECONDS",
     "WEBSITE_AUTH_ENABLED", "TRUSTED_PROXIES", "MODEL_MAX_RETRIES", "PROMPT_TOKEN_BUDGET",
+    "DATABASE_POOL_TIMEOUT", "MAX_ANSWERS_PER_WORKER", "MAX_EVENT_LOOP_LAG_MS",
+    "STREAM_LEASE_SECONDS", "STREAM_EXPIRE_SECONDS",
 )
+_BACKEND = re.compile(r"(?:^|: )\S+ (\S+) (?:\[local\]|\S+\(\d+\))(?: |$)")
 
 
 def free_port() -> int:
@@ -215,6 +219,30 @@ def pids_named(*names: str) -> list[int]:
                 found.append(pid)
         except OSError:
             continue
+    return found
+
+
+def service_pids(database: str | None) -> dict[int, str]:
+    """Redis's and PostgreSQL's processes: pid -> "redis" or "postgres".
+
+    PostgreSQL's backends serving another database than `database` are left out: others'
+    tests on this shared machine use the same server. Its shared processes (the postmaster,
+    the WAL writer, the checkpointer ...) are counted.
+    """
+    found: dict[int, str] = {}
+    for pid in pids_named("redis-server", "postgres"):
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace").strip()
+        except OSError:
+            continue
+        if comm == "redis-server":
+            found[pid] = "redis"
+            continue
+        backend = _BACKEND.search(command.removeprefix("postgres: "))
+        if backend is None or backend.group(1) == database:
+            found[pid] = "postgres"
     return found
 
 
