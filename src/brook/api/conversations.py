@@ -10,7 +10,7 @@ from flask import Response, current_app, request
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from ..chat.service import Busy, ChatService, Draining, Overloaded
+from ..chat.service import Busy, ChatService, Draining, NotFound, Overloaded
 from ..database import autocommit
 from ..db import get_session
 from ..errors import APIError
@@ -130,7 +130,9 @@ def send_message(conversation_id: uuid.UUID) -> tuple[dict[str, object], int]:
     body = json_body({"content": str})
     content = message_content(body, current_app.config["BROOK_SETTINGS"].max_message_chars)
     chat = admit()
-    conversation = owned_conversation(conversation_id)
-    with starting_an_answer():
-        user, answer = chat.send(get_session(), conversation, content)
+    try:
+        with starting_an_answer():
+            user, answer = chat.send(get_session(), conversation_id, current_owner(), content)
+    except NotFound:
+        raise APIError(404, "not_found", "There is no such conversation.") from None
     return turn_json(user, answer), 202

@@ -30,13 +30,14 @@ from .bus import BadOffset, Events, LocalBus, final_events
 from .liveness import Heartbeat, forget_old_workers, gone, orphans, surviving_text, worker_id
 from .stored import deleted_event, stored_events, usage_of
 from .tokens import TokenCounter
-from .turns import Busy, NotLast, Turn, Turns
+from .turns import Busy, NotFound, NotLast, Turn, Turns
 
 log = logging.getLogger(__name__)
 
 STOP_WAIT_SECONDS = 3.0
 
-__all__ = ["BadOffset", "Busy", "ChatService", "Draining", "Gone", "NotLast", "Overloaded"]
+__all__ = ["BadOffset", "Busy", "ChatService", "Draining", "Gone", "NotFound", "NotLast",
+           "Overloaded"]
 
 
 class Draining(Exception):
@@ -101,11 +102,14 @@ class ChatService:
             raise Draining
         self.admission.check()
 
-    def send(self, session: Session, conversation: Conversation, content: str
+    def send(self, session: Session, conversation_id: uuid.UUID, owner: str, content: str
              ) -> tuple[Message, Message]:
-        """Store the user's message and an empty streaming answer, then start generating."""
+        """Store the user's message and an empty streaming answer, then start generating.
+
+        Raises `NotFound` if `owner` has no such conversation.
+        """
         with self._admitted():
-            user, turn = self.turns.send(session, conversation, content)
+            user, turn = self.turns.send(session, conversation_id, owner, content)
             return user, self._start(turn)
 
     def regenerate(self, session: Session, conversation: Conversation, answer: Message

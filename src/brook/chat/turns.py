@@ -2,18 +2,21 @@
 
 Each turn reads the conversation's messages once (their positions give the next one; their
 text is the prompt), writes the new rows in one INSERT, and commits before generating
-starts. Refusals come before anything is stored: `Busy` (an answer is already streaming
-here), `NotLast`, and the service's `Draining` and `Overloaded`.
+starts. Sending, the hot path, is five round trips to PostgreSQL with statements built once:
+BEGIN; an UPDATE that checks the owner, stamps the conversation and locks it against a
+concurrent send; the history; the INSERT of both messages; COMMIT. Refusals come before
+anything is stored: `NotFound`, `Busy` (an answer is already streaming here), `NotLast`,
+and the service's `Draining` and `Overloaded`.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
-from typing import NamedTuple
+from datetime import datetime, timedelta
+from typing import NamedTuple, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, bindparam, case, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,6 +25,29 @@ from ..models import Conversation, Message, utcnow
 from .tokens import ChatMessage, TokenCounter, fit_to_budget
 
 TITLE_CHARS = 60
+
+CONVERSATIONS = cast(Table, Conversation.__table__)
+MESSAGES = cast(Table, Message.__table__)
+# Built once: constructing a statement costs more than running it on SQLite.
+CLAIM = (update(CONVERSATIONS)
+         .where(CONVERSATIONS.c.id == bindparam("b_conversation"),
+                CONVERSATIONS.c.owner == bindparam("b_owner"))
+         .values(updated_at=bindparam("b_now"),
+                 title=case((CONVERSATIONS.c.title == "", bindparam("b_title")),
+                            else_=CONVERSATIONS.c.title))
+         .returning(CONVERSATIONS.c.id))
+HISTORY = (select(Message.id, Message.position, Message.role, Message.content, Message.status)
+           .where(Message.conversation_id == bindparam("b_conversation"))
+           .order_by(Message.position))
+_COLUMNS = ("id", "conversation_id", "position", "role", "content", "status", "model",
+            "worker", "lease_until", "created_at", "updated_at")
+# Executed with both rows at once: one statement, cached once compiled (a multi-row VALUES
+# clause is compiled anew every time).
+INSERT_MESSAGES = insert(MESSAGES)
+
+
+class NotFound(LookupError):
+    """No such conversation of this owner's."""
 
 
 class Busy(Exception):
@@ -61,18 +87,37 @@ class Turns:
         self.worker = worker
         self.lease = timedelta(seconds=settings.stream_lease)
 
-    def send(self, session: Session, conversation: Conversation, content: str
+    def send(self, session: Session, conversation_id: uuid.UUID, owner: str, content: str
              ) -> tuple[Message, Turn]:
-        """Store the user's message and an empty streaming answer after the last message."""
-        rows = self._rows(session, conversation.id)
-        position = rows[-1].position + 1 if rows else 0
+        """Store the user's message and an empty streaming answer after the last message.
+
+        Raises `NotFound` if the owner has no such conversation. The messages returned are
+        not in the session: they are what was stored, for the response.
+        """
         now = utcnow()
-        user = Message(conversation_id=conversation.id, position=position, role="user",
-                       content=content, status="complete", created_at=now, updated_at=now)
-        if not conversation.title:
-            conversation.title = default_title(content)
-        session.add(user)
-        return user, self._answer(session, conversation, position + 1, rows, user)
+        connection = session.connection()
+        if connection.execute(CLAIM, {"b_conversation": conversation_id, "b_owner": owner,
+                                      "b_now": now, "b_title": default_title(content)}
+                              ).first() is None:
+            session.rollback()
+            raise NotFound(conversation_id)
+        rows = [Row(*row) for row in connection.execute(HISTORY,
+                                                        {"b_conversation": conversation_id})]
+        position = rows[-1].position + 1 if rows else 0
+        user = Message(id=uuid.uuid4(), conversation_id=conversation_id, position=position,
+                       role="user", content=content, status="complete", model=None,
+                       worker=None, lease_until=None, created_at=now, updated_at=now,
+                       prompt_tokens=None, completion_tokens=None, error=None)
+        answer = self._new_answer(conversation_id, position + 1, now)
+        try:
+            connection.execute(INSERT_MESSAGES, [{name: getattr(message, name)
+                                                  for name in _COLUMNS}
+                                                 for message in (user, answer)])
+            session.commit()  # the one-streaming-answer-per-conversation index says Busy here
+        except IntegrityError:
+            session.rollback()
+            raise Busy from None
+        return user, Turn(answer, self.prompt(rows, user))
 
     def regenerate(self, session: Session, conversation: Conversation, answer: Message
                    ) -> Turn:
@@ -102,20 +147,22 @@ class Turns:
 
     @staticmethod
     def _rows(session: Session, conversation_id: uuid.UUID) -> Sequence[Row]:
-        return [Row(*row) for row in session.execute(
-            select(Message.id, Message.position, Message.role, Message.content, Message.status)
-            .where(Message.conversation_id == conversation_id)
-            .order_by(Message.position)
-        )]
+        return [Row(*row) for row in session.execute(HISTORY,
+                                                     {"b_conversation": conversation_id})]
+
+    def _new_answer(self, conversation_id: uuid.UUID, position: int, now: datetime
+                    ) -> Message:
+        return Message(id=uuid.uuid4(), conversation_id=conversation_id, position=position,
+                       role="assistant", content="", status="streaming", model=self.model,
+                       created_at=now, updated_at=now, worker=self.worker,
+                       lease_until=now + self.lease, prompt_tokens=None,
+                       completion_tokens=None, error=None)
 
     def _answer(self, session: Session, conversation: Conversation, position: int,
                 history: Sequence[Row], question: Message | None) -> Turn:
         """Add a streaming answer at `position` and commit the turn."""
         now = utcnow()
-        answer = Message(conversation_id=conversation.id, position=position, role="assistant",
-                         content="", status="streaming", model=self.model,
-                         created_at=now, updated_at=now, worker=self.worker,
-                         lease_until=now + self.lease)
+        answer = self._new_answer(conversation.id, position, now)
         conversation.updated_at = now
         session.add(answer)
         prompt = self.prompt(history, question)
