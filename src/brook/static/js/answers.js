@@ -1,6 +1,7 @@
 // Answers: sending a message, stopping, regenerating, editing and resending, and following
 // an answer's stream into its message.
 import { api, urls } from "./api.js";
+import { isBusy } from "./busy.js";
 import { copyText, flashCopied } from "./clipboard.js";
 import { countChars } from "./composer.js";
 import { createMessage, editMessage, setConnection, setStatus } from "./messages.js";
@@ -42,31 +43,58 @@ export function attach(record, url) {
   refreshUi();
 }
 
-/** Runs one request that starts an answer; `apply(result)` shows it if the view is the same. */
-export async function startAnswer(request, apply) {
+/** Runs one request that starts an answer; `apply(result)` shows it if the view is the same.
+ * Refused because Brook is busy (nothing was stored), it is sent again on its own (busy.js).
+ * Resolves to "sent", "failed", "cancelled" (by the user), "gave-up" (still busy after
+ * several tries) or "dropped" (the page moved on, or sent something else instead). */
+export async function startAnswer(kind, request, apply) {
   ui.backlog.yield(); // what is sent and answered now must be heard
-  state.sending = true;
   clearNotice();
-  refreshUi();
   const view = state.view;
-  let result = null;
-  try {
-    result = await request();
-    if (view === state.view) apply(result);
-  } catch (err) {
-    if (view === state.view) {
-      showNotice(err.message);
-      if (err.status === 409) setTimeout(syncConversation); // another tab got there first
-      refreshList(); // a conversation may have been made before the failure
-    }
-  } finally {
-    state.sending = false;
+  for (let refusals = 1; ; refusals += 1) {
+    state.sending = true;
     refreshUi();
+    let result = null;
+    let error = null;
+    try {
+      result = await request();
+    } catch (err) {
+      error = err;
+    }
+    state.sending = false;
+    if (!error) {
+      ui.busy.done();
+      if (view === state.view) apply(result);
+      refreshUi();
+      broadcast({ type: "conversation", id: result.assistant_message.conversation_id });
+      refreshList();
+      return "sent";
+    }
+    if (view !== state.view) {
+      refreshUi();
+      return "dropped";
+    }
+    if (!isBusy(error)) {
+      ui.busy.done();
+      refreshUi();
+      showNotice(error.message);
+      if (error.status === 409) setTimeout(syncConversation); // another tab got there first
+      refreshList(); // a conversation may have been made before the failure
+      return "failed";
+    }
+    if (refusals === 1) refreshList();
+    const waited = ui.busy.wait(kind, error.retryAfter, refusals);
+    refreshUi();
+    const outcome = await waited;
+    if (outcome === "send" && view === state.view) continue;
+    if (outcome === "user" || outcome === "gave-up") {
+      ui.busy.done();
+      refreshUi();
+      if (outcome === "gave-up") showNotice(ui.busy.giveUpText(kind));
+      return outcome === "user" ? "cancelled" : outcome;
+    }
+    return "dropped";
   }
-  if (!result) return false;
-  broadcast({ type: "conversation", id: result.assistant_message.conversation_id });
-  refreshList();
-  return true;
 }
 
 export function showAnswer(result, user) {
@@ -82,14 +110,15 @@ export function showAnswer(result, user) {
 }
 
 export async function sendMessage(text) {
-  if (state.sending || state.streams.size) return;
+  if (state.sending || state.streams.size || (ui.busy.kind && ui.busy.kind !== "message")) return;
   const length = countChars(text);
   if (length > MAX_CHARS) {
     showNotice(`Your message is ${length} characters long; the limit is ${MAX_CHARS}.`);
     return;
   }
+  ui.busy.done(); // sent again by hand: not on its own any more
   let id = state.currentId;
-  await startAnswer(async () => {
+  await startAnswer("message", async () => {
     // A browser's first API request gets it its owner cookie: two first requests at once
     // would get two owners, so nothing is written before the first list has loaded.
     await state.ready;
@@ -124,24 +153,27 @@ export async function stopAnswers() {
 }
 
 export async function regenerate(record) {
-  if (state.sending || state.streams.size) return;
-  const ok = await startAnswer(() => api("POST", urls.regenerate(record.id), {}), (result) => {
+  if (state.sending || state.streams.size || ui.busy.kind) return;
+  const request = () => api("POST", urls.regenerate(record.id), {});
+  const outcome = await startAnswer("regenerate", request, (result) => {
     const index = state.records.indexOf(record);
     if (index >= 0) state.records.splice(index, 1);
     record.el.remove();
     showAnswer(result, null);
   });
-  if (ok) els.prompt.focus();
+  if (outcome === "sent") els.prompt.focus();
 }
 
-export async function editAndResend(record) {
-  if (state.sending || state.streams.size) return;
-  const text = await editMessage(record);
+/** Edits a user message (the box holds `draft`) and sends it, answered anew. */
+export async function editAndResend(record, draft = record.text) {
+  if (state.sending || state.streams.size || ui.busy.kind) return;
+  const text = await editMessage(record, draft);
   if (text === null || !state.records.includes(record)) {
     record.el.querySelector("button[data-action=edit]")?.focus();
     return;
   }
-  const ok = await startAnswer(() => api("PATCH", urls.message(record.id), { content: text }), (result) => {
+  const request = () => api("PATCH", urls.message(record.id), { content: text });
+  const outcome = await startAnswer("edit", request, (result) => {
     const index = state.records.indexOf(record);
     for (const later of state.records.splice(index + 1)) {
       state.streams.get(later.id)?.close();
@@ -152,8 +184,9 @@ export async function editAndResend(record) {
     record.content.textContent = record.text;
     showAnswer(result, null);
   });
-  if (ok) els.prompt.focus();
-  else record.el.querySelector("button[data-action=edit]")?.focus();
+  if (outcome === "sent") els.prompt.focus();
+  else if (outcome === "failed") record.el.querySelector("button[data-action=edit]")?.focus();
+  else if (outcome !== "dropped" && state.records.includes(record)) editAndResend(record, text);
 }
 
 export async function copy(button, text) {

@@ -1,12 +1,23 @@
 // The JSON API: every call sends and expects JSON; an error becomes an ApiError carrying
-// the server's plain-words message.
+// the server's plain-words message (and its Retry-After, in seconds, if it sent one).
 
 export class ApiError extends Error {
-  constructor(message, status = 0, code = "error") {
+  constructor(message, status = 0, code = "error", retryAfter = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.retryAfter = retryAfter;
   }
+}
+
+/** Retry-After in seconds (it may also be an HTTP date), or null. */
+function retryAfterOf(response) {
+  const value = response.headers?.get("Retry-After");
+  if (!value) return null;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds);
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? null : Math.max(0, (date - Date.now()) / 1000);
 }
 
 /** Sends a request, or, with `started`, reads the response to one already sent with the
@@ -36,6 +47,7 @@ export async function api(method, url, body, started = null) {
       (error && error.message) || `The server could not handle the request (HTTP ${response.status}).`,
       response.status,
       (error && error.code) || "http_error",
+      retryAfterOf(response),
     );
   }
   return data;

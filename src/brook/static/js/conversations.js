@@ -12,8 +12,12 @@ const { takeConversation, takeList } = window.brookEarly
   || { takeConversation: () => null, takeList: () => null };
 
 export function refreshUi() {
-  const busy = state.sending || state.streams.size > 0;
-  ui.composer.setState(state.sending ? "sending" : state.streams.size ? "streaming" : "idle");
+  // While a message waits to be sent again (busy.js), Send sends it now; while an edit or
+  // a regenerate waits, nothing else starts.
+  const waiting = ui.busy.waiting;
+  const busy = state.sending || state.streams.size > 0 || Boolean(ui.busy.kind);
+  ui.composer.setState(state.sending ? "sending" : state.streams.size ? "streaming"
+    : waiting && waiting !== "message" ? "waiting" : "idle");
   const last = state.records.at(-1);
   for (const record of state.records) updateActions(record, { isLast: record === last, busy });
 }
@@ -46,6 +50,7 @@ export async function refreshList() {
 
 export function resetView(id) {
   state.view += 1;
+  ui.busy.done(); // nothing is sent again on its own into another conversation
   closeStreams();
   ui.backlog.stop();
   state.currentId = id;
@@ -104,7 +109,7 @@ export async function openConversation(id) {
 /** Brings the shown conversation up to date after another tab changed it. */
 export async function syncConversation() {
   const id = state.currentId;
-  if (!id || state.sending) return;
+  if (!id || state.sending || ui.busy.kind) return;
   const view = state.view;
   let conversation;
   try {
@@ -112,7 +117,8 @@ export async function syncConversation() {
   } catch {
     return;
   }
-  if (view !== state.view || state.sending || state.records.some((r) => r.el.classList.contains("editing"))) return;
+  if (view !== state.view || state.sending || ui.busy.kind
+      || state.records.some((r) => r.el.classList.contains("editing"))) return;
   const same = conversation.messages.length === state.records.length
     && conversation.messages.every((m, i) => m.id === state.records[i].id
       && (m.status !== "streaming" || state.streams.has(m.id))

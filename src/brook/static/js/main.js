@@ -1,6 +1,7 @@
 // Brook's chat page: sets up the sidebar, the message log and the composer, and wires the
 // page's events to conversations.js and answers.js. Plain ES modules, no build step.
 import { Backlog } from "./backlog.js";
+import { BusyNotice } from "./busy.js";
 import { Composer } from "./composer.js";
 import { copy, editAndResend, regenerate, sendMessage, stopAnswers } from "./answers.js";
 import {
@@ -17,6 +18,14 @@ const $ = (selector) => document.querySelector(selector);
 
 ui.follower = new Follower(els.messages, $("#jump-latest"), () => els.prompt.focus());
 ui.backlog = new Backlog(els.messages, () => ui.follower.changed());
+
+ui.busy = new BusyNotice({
+  box: $("#busy"),
+  text: $("#busy-text"),
+  cancel: $("#busy-cancel"),
+  status: $("#busy-status"),
+  fallback: els.prompt,
+});
 
 ui.composer = new Composer({
   form: $("#composer"),
@@ -89,6 +98,11 @@ window.addEventListener("hashchange", () => {
 
 window.addEventListener("popstate", () => {
   if (!hashId() && state.currentId) showNewChat();
+});
+
+// Changing a message that waits to be sent again means it is not to be sent as it was.
+els.prompt.addEventListener("input", () => {
+  if (ui.busy.waiting === "message") ui.busy.cancel("user");
 });
 
 window.addEventListener("resize", () => ui.follower.changed());

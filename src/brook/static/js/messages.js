@@ -7,7 +7,7 @@ const APP_NAME = document.body.dataset.appName || "Brook";
 
 const NOTES = {
   stopped: "Stopped before the answer was finished.",
-  interrupted: "Interrupted: the answer was cut off before it was finished.",
+  interrupted: "Interrupted: the answer was cut off, and the part after this point was lost.",
 };
 const RETRYABLE = new Set(["error", "interrupted"]);
 const DEFAULT_ERROR = "Something went wrong while writing this answer.";
@@ -141,14 +141,15 @@ export function updateActions(record, { isLast, busy }) {
   if (copy) copy.hidden = streaming || !record.view.text;
 }
 
-/** Turns a user message into an edit box; resolves to the new text, or null if cancelled. */
-export function editMessage(record) {
+/** Turns a user message into an edit box holding `draft`; resolves to the new text, or null
+ * if cancelled. */
+export function editMessage(record, draft = record.text) {
   return new Promise((resolve) => {
     const form = document.createElement("form");
     form.className = "edit-form";
     const input = document.createElement("textarea");
     input.className = "edit-input";
-    input.value = record.text;
+    input.value = draft;
     input.rows = 1;
     input.setAttribute("aria-label", "Edit your message");
     const buttons = document.createElement("div");

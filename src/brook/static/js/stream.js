@@ -1,7 +1,8 @@
 // Following one answer's server-sent events. The server resumes from Last-Event-ID (ids
 // are character offsets), so the browser's own reconnect loses and doubles nothing; if the
 // browser gives up (an HTTP error), we ask the API where the answer stands and reopen
-// after the last event we got. Rendering is batched to animation frames.
+// after the last event we got. An interrupted answer is shown as the API stores it.
+// Rendering is batched to animation frames.
 
 // At most this often (and in an animation frame): a fast stream sends 100 events a second,
 // and each render lays out and paints the page again. A render that took long (a long
@@ -77,8 +78,29 @@ export class AnswerStream {
     source.addEventListener("end", (event) => {
       if (source !== this.source) return;
       const data = parseData(event) || {};
-      this.finish(data.status || "complete", this.error);
+      if (data.status === "interrupted") this.interrupted();
+      else this.finish(data.status || "complete", this.error);
     });
+  }
+
+  /** The writer died: the answer keeps what it stored, which may end before what was shown
+   * (the end's id is then below the last one). Shows exactly the stored text, as the API
+   * has it: the server counts code points, JavaScript strings UTF-16 units. */
+  async interrupted() {
+    this.source.close();
+    let message = null;
+    for (let attempt = 0; attempt < 3 && !this.closed; attempt += 1) {
+      if (attempt) await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+      try {
+        message = await this.hooks.recover();
+        break;
+      } catch {
+        // The API is unreachable too: try again, then keep what is shown.
+      }
+    }
+    if (this.closed) return;
+    if (message && message.status !== "streaming") this.view.setText(message.content || "");
+    this.finish("interrupted", this.error);
   }
 
   schedule() {
