@@ -1,11 +1,25 @@
 """The Redis Streams bus: any instance serves any reader, live, from any Last-Event-ID.
 
-Each answer is a Redis stream, `brook:answer:<id>`, whose entry ids carry the character
+Each answer is a Redis stream, `brook:{b<n>}:answer:<id>` (`{b<n>}`, n = the id's bucket of
+16, keeps the keys of one bucket in one hash slot), whose entry ids carry the character
 offsets Brook uses as SSE event ids: `0-1` starts it, `<end>-1` holds the text that ends at
 character <end>, `<end>-2` ends it. A reader resuming after character N reads from id `N-1`.
-Text is published at most once per coalescing window (the first piece at once), by the
-generator or by one flusher thread per process. Stop requests travel on a pub/sub channel
-to whichever instance is generating. Finished streams expire; the database keeps the answer.
+
+- Writing (redis_publish.py): one flusher thread per process publishes every live answer,
+  the first piece of text at once, later ones at most once per coalescing window.
+- Reading (redis_reader.py): readers of answers generated elsewhere share one `XREAD BLOCK`
+  loop per process, or one per bucket where Redis refuses cross-slot commands. A Redis
+  hiccup makes readers wait (with keep-alives) and resume; a reader whose text Redis lost
+  returns its offset, and the service serves the rest from the database.
+- Connections: one bounded, blocking pool (per node, on a cluster): bursts wait for a
+  connection instead of failing, and the count does not grow with the readers.
+- Cluster mode is detected, not configured (redis_keys.py): `INFO cluster` reporting
+  `cluster_enabled:1` selects redis-py's `RedisCluster`; otherwise a probe `XREAD` across
+  two buckets tells whether the server (a clustering proxy such as Azure Managed Redis's
+  EnterpriseCluster policy) wants one bucket per command. `cluster=` overrides the first.
+- Stop requests travel on the pub/sub channel `brook:stop` (on a cluster, PUBLISH reaches
+  every node) to whichever instance is generating.
+- Finished streams expire; the database keeps the answer.
 """
 
 from __future__ import annotations
@@ -13,265 +27,241 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
-import redis
-
-from .. import sse
-from .bus import BadOffset, LocalBus, final_events, hold, start_event
+from .bus import BadOffset, Events, LocalBus, final_events
 from .live import LiveAnswer
+from .redis_follow import Position, follow
+from .redis_keys import (
+    FAILURES,
+    SEALED,
+    STOP_CHANNEL,
+    Client,
+    Entry,
+    connect,
+    disconnect,
+    format_id,
+    key,
+    parse_id,
+)
+from .redis_publish import ALREADY_THERE, PublishedAnswer, Publisher
+from .redis_reader import ReadLoops
 
 log = logging.getLogger(__name__)
 
-STOP_CHANNEL = "brook:stop"
-
-
-def key(message_id: uuid.UUID) -> str:
-    return f"brook:answer:{message_id}"
-
-
-class PublishedAnswer(LiveAnswer):
-    """A live answer that is also published to its Redis stream.
-
-    Only the bus's flusher thread writes to Redis, so entries go out in order: the first
-    piece of text at once (the flusher is woken), later ones at most once per coalescing
-    window, and the end after the last text. If Redis is away, the text waits here and
-    goes out when it is back.
-    """
-
-    def __init__(self, bus: RedisBus, message_id: uuid.UUID, model: str | None) -> None:
-        super().__init__(message_id, model)
-        self.bus = bus
-        self.key = key(message_id)
-        self._pending: list[str] = []
-        self._queued = 0  # characters handed to `_pending` so far
-        self._published_at = 0.0
-        self._ending: str | None = None  # the end entry's data, once finished
-        self._started = False
-        self._publish_lock = threading.Lock()
-
-    def append(self, text: str) -> None:
-        super().append(text)
-        with self._publish_lock:
-            self._pending.append(text)
-            self._queued += len(text)
-        self.bus.mark_dirty(self, urgent=time.monotonic() - self._published_at
-                            >= self.bus.coalesce)
-
-    def finish(self, status: str, usage: dict[str, Any] | None,
-               error: dict[str, str] | None) -> None:
-        super().finish(status, usage, error)
-        with self._publish_lock:
-            self._ending = json.dumps({"status": status, "usage": usage, "error": error})
-        self.bus.mark_dirty(self, urgent=True)
-
-    def queue(self, pipe: Any) -> tuple[int, bool]:
-        """Add what is unpublished to `pipe`; return what to `commit` once it went out."""
-        with self._publish_lock:
-            count, ending = len(self._pending), self._ending
-            if not self._started:
-                pipe.xadd(self.key, {"m": self.model or ""}, id="0-1")
-            if count:
-                pipe.xadd(self.key, {"t": "".join(self._pending)}, id=f"{self._queued}-1")
-            if ending is not None:
-                pipe.xadd(self.key, {"e": ending}, id=f"{self._queued}-2")
-                pipe.expire(self.key, self.bus.expire)
-            return count, ending is not None
-
-    def commit(self, count: int, ended: bool) -> None:
-        with self._publish_lock:
-            self._started = True
-            del self._pending[:count]
-            self._published_at = time.monotonic()
-            if ended:
-                self._ending = None
+__all__ = ["STOP_CHANNEL", "PublishedAnswer", "RedisBus", "key"]
 
 
 class RedisBus(LocalBus):
-    def __init__(self, url: str, coalesce: float, keepalive: float, expire: int) -> None:
+    def __init__(self, url: str, coalesce: float, keepalive: float, expire: int, *,
+                 max_connections: int = 50, pool_timeout: float = 10.0, block: float = 5.0,
+                 cluster: bool | None = None, client_name: str | None = None) -> None:
+        """`max_connections` bounds each pool (one per node on a cluster); a command waits
+        up to `pool_timeout` seconds for a free connection. Reader loops block in Redis for
+        up to `block` seconds at a time. `cluster` skips the detection (None: detect)."""
         super().__init__(coalesce, keepalive)
-        # redis-py's types do not follow decode_responses; Any keeps them honest here.
-        self.redis: Any = redis.Redis.from_url(url, decode_responses=True,
-                                               health_check_interval=30)
+        self.url = url
         self.expire = expire
-        self._dirty: set[PublishedAnswer] = set()
-        self._dirty_lock = threading.Lock()
-        self._wake = threading.Event()
+        self._connect: Callable[[], Client] = lambda: connect(
+            url, cluster=cluster, max_connections=max_connections,
+            pool_timeout=pool_timeout, socket_timeout=block + 5.0, client_name=client_name)
+        self._client: Client | None = None
+        self._connect_lock = threading.Lock()
+        self.publisher = Publisher(self.client, coalesce, expire)
+        self.loops = ReadLoops(self.client, coalesce, block)
+        self._stop_handlers: list[Callable[[uuid.UUID], object]] = []
         self._closed = threading.Event()
-        self._stop_handlers: list[Any] = []
-        self._threads = [threading.Thread(target=self._flush_loop, daemon=True,
-                                          name="brook-bus-flush"),
-                         threading.Thread(target=self._stop_loop, daemon=True,
-                                          name="brook-bus-stop")]
-        for thread in self._threads:
-            thread.start()
+        self.stop_listening = threading.Event()  # subscribed to Stop requests now
+        self._stop_thread = threading.Thread(target=self._stop_loop, daemon=True,
+                                             name="brook-bus-stop")
+        self._stop_thread.start()
+
+    def client(self) -> Client:
+        """The Redis client, connecting on first use; raises one of `FAILURES` if Redis
+        cannot be reached."""
+        client = self._client
+        if client is None:
+            with self._connect_lock:
+                if self._client is None:
+                    self._client = self._connect()
+                client = self._client
+        return client
+
+    @property
+    def redis(self) -> Any:
+        return self.client().redis
 
     # -- writing -------------------------------------------------------------------------
 
     def open(self, message_id: uuid.UUID, model: str | None) -> LiveAnswer:
-        answer = PublishedAnswer(self, message_id, model)
+        answer = PublishedAnswer(self.publisher, message_id, model)
         self.live.add(answer)
-        self.mark_dirty(answer, urgent=True)
+        self.publisher.mark_dirty(answer, urgent=True)
         return answer
-
-    def mark_dirty(self, answer: PublishedAnswer, urgent: bool) -> None:
-        with self._dirty_lock:
-            self._dirty.add(answer)
-        if urgent:
-            self._wake.set()
-
-    def _flush_loop(self) -> None:
-        while not self._closed.is_set():
-            self._wake.wait(self.coalesce or 0.025)
-            self._wake.clear()
-            self._flush()
-
-    def _flush(self) -> None:
-        with self._dirty_lock:
-            batch, self._dirty = self._dirty, set()
-        if not batch:
-            return
-        try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                queued = [(answer, *answer.queue(pipe), len(pipe)) for answer in batch]
-                results = pipe.execute(raise_on_error=False)
-        except redis.RedisError:  # Redis is away: keep everything for the next try
-            log.warning("could not publish to Redis; will retry", exc_info=True)
-            with self._dirty_lock:
-                self._dirty |= batch
-            self._closed.wait(0.5)
-            return
-        start = 0
-        for answer, count, ended, end in queued:
-            failed = [r for r in results[start:end] if isinstance(r, Exception)]
-            start = end
-            if failed:
-                # Entries another instance already ended (an answer it closed as orphaned)
-                # are refused for good: drop them rather than retry them forever.
-                log.warning("Redis refused entries for %s: %s", answer.message_id, failed[0])
-            answer.commit(count, ended)
 
     # -- reading -------------------------------------------------------------------------
 
-    def read(self, message_id: uuid.UUID, after: int | None) -> Iterator[str] | None:
+    def read(self, message_id: uuid.UUID, after: int | None) -> Events | None:
         local = super().read(message_id, after)
         if local is not None:
             return local
         stream = key(message_id)
+        cursor = (0, 0) if after is None else (after, 1)
         try:
-            with self.redis.pipeline(transaction=False) as pipe:
+            client = self.client()
+            with client.redis.pipeline(transaction=False) as pipe:
                 pipe.xrange(stream, count=1)
                 pipe.xrevrange(stream, count=1)
-                first, last = pipe.execute()
-        except redis.RedisError:
+                pipe.xrange(stream, "-" if after is None else f"({format_id(cursor)}")
+                first, last, entries = pipe.execute()
+            loop = self.loops.loop(stream)
+        except FAILURES:
             log.warning("Redis is unavailable; serving %s from the database", message_id)
             return None
         if not first:
             return None
         # A Redis that restarted lost the stream's beginning: unless the reader is past the
         # gap, the database serves it (it holds everything flushed, with the same offsets).
-        first_id, fields = first[0]
-        covered_from = 0 if "m" in fields else int(first_id.split("-")[0]) - len(
-            fields.get("t", ""))
-        if (after is None and "m" not in fields) or covered_from > (after or 0):
+        if "m" not in first[0][1] and (after is None or covered_from(first[0]) > after):
             return None
-        length = int(last[0][0].split("-")[0])
-        if after is not None and after > length:
-            raise BadOffset(after)
-        return self._stream_events(message_id, stream, after)
+        last_id, last_fields = last[0]
+        if "e" in last_fields and after is not None:
+            outcome = json.loads(last_fields["e"])
+            length = int(outcome.get("length", parse_id(last_id)[0]))
+            if after > length:
+                if outcome["status"] != "interrupted":
+                    raise BadOffset(after)
+                # The reader had read text that did not survive its writer: it is told
+                # where the answer now ends.
+                return _only(final_events(outcome["status"], outcome["usage"],
+                                          outcome["error"], length))
+        if not entries:  # the reader may be ahead of what was published: it waits from
+            cursor = parse_id(last_id)  # the top, to see an end below its offset too
+        return follow(loop, stream, Position(message_id, after or 0, cursor), entries,
+                      self.keepalive)
 
-    def _stream_events(self, message_id: uuid.UUID, stream: str, after: int | None
-                       ) -> Iterator[str]:
-        offset = after or 0
-        cursor = "0-0" if after is None else f"{after}-1"
-        sent_at = 0.0
-        while True:
-            hold(sent_at, self.coalesce)
-            try:
-                reply = self.redis.xread({stream: cursor}, count=10_000,
-                                         block=int(self.keepalive * 1000))
-            except redis.RedisError:
-                # End this response; the browser reconnects with Last-Event-ID and is
-                # served from Redis or, while it is away, from the database.
-                log.warning("lost Redis while streaming %s", message_id)
-                return
-            if not reply:
-                yield sse.KEEPALIVE
-                continue
-            pieces: list[str] = []
-            for entry_id, fields in reply[0][1]:
-                cursor = entry_id
-                end = int(entry_id.split("-")[0])
-                if "m" in fields:
-                    yield start_event(message_id, fields["m"] or None)
-                elif "t" in fields:
-                    text = fields["t"]
-                    start = end - len(text)
-                    pieces.append(text[offset - start:] if start < offset else text)
-                    offset = end
-                elif "e" in fields:
-                    if pieces:
-                        yield sse.encode("message", {"text": "".join(pieces)}, offset)
-                    outcome = json.loads(fields["e"])
-                    yield final_events(outcome["status"], outcome["usage"], outcome["error"],
-                                       offset)
-                    return
-            if pieces:
-                sent_at = time.monotonic()
-                yield sse.encode("message", {"text": "".join(pieces)}, offset)
+    # -- stopping ------------------------------------------------------------------------
 
-    # -- stopping and recovering -----------------------------------------------------------
-
-    def on_stop(self, handler: Any) -> None:
-        """Call `handler(message_id)` when another instance asks to stop an answer."""
+    def on_stop(self, handler: Callable[[uuid.UUID], object]) -> None:
+        """Call `handler(message_id)` when another instance asks to stop an answer of ours."""
         self._stop_handlers.append(handler)
 
     def request_stop(self, message_id: uuid.UUID) -> None:
-        self.redis.publish(STOP_CHANNEL, str(message_id))
+        try:
+            self.client().redis.publish(STOP_CHANNEL, str(message_id))
+        except FAILURES:
+            log.warning("could not publish a Stop for %s (the database carries it too)",
+                        message_id, exc_info=True)
 
     def _stop_loop(self) -> None:
         while not self._closed.is_set():
+            pubsub: Any = None
             try:
-                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                pubsub = self.client().redis.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(STOP_CHANNEL)
+                self.stop_listening.set()
                 while not self._closed.is_set():
                     message = pubsub.get_message(timeout=1.0)
-                    if message is None:
-                        continue
-                    message_id = uuid.UUID(message["data"])
-                    if self.live.get(message_id) is not None:
-                        for handler in self._stop_handlers:
-                            handler(message_id)
-                pubsub.close()
-            except (redis.RedisError, ValueError):
-                log.warning("stop listener lost Redis; reconnecting", exc_info=True)
+                    if message is not None:
+                        self._stop_requested(message["data"])
+            except FAILURES as error:
+                self.stop_listening.clear()
+                log.warning("stop listener lost Redis (%s); reconnecting", error)
                 self._closed.wait(1.0)
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except FAILURES:
+                        log.debug("could not close the stop listener", exc_info=True)
 
-    def recover(self, message_id: uuid.UUID) -> str | None:
-        entries = self.redis.xrange(key(message_id))
+    def _stop_requested(self, data: Any) -> None:
+        try:
+            message_id = uuid.UUID(str(data))
+        except ValueError:
+            log.warning("ignoring a malformed Stop request: %r", data)
+            return
+        if self.live.get(message_id) is not None:
+            for handler in self._stop_handlers:
+                handler(message_id)
+
+    # -- recovering ------------------------------------------------------------------------
+
+    def recover(self, message_id: uuid.UUID) -> tuple[int, str] | None:
+        """`(start, text)`: the text of the stream's entries and the offset it starts at.
+
+        Where Redis lost entries in the middle (a failover), the last unbroken run is
+        returned: the most recent text, the part the database is most likely to lack.
+        Raises one of `FAILURES` if Redis is away (the sweep tries again later).
+        """
+        entries: list[Entry] = self.client().redis.xrange(key(message_id))
         if not entries:
             return None
-        return "".join(fields.get("t", "") for _id, fields in entries)
+        start = 0 if "m" in entries[0][1] else covered_from(entries[0])
+        pieces: list[str] = []
+        end = start
+        for entry_id, fields in entries:
+            if "t" not in fields:
+                continue
+            text = fields["t"]
+            entry_end = parse_id(entry_id)[0]
+            if entry_end - len(text) != end:  # a gap: start over from here
+                start, pieces = entry_end - len(text), []
+            pieces.append(text)
+            end = entry_end
+        return start, "".join(pieces)
 
     def publish_end(self, message_id: uuid.UUID, status: str, text_length: int) -> None:
+        """End a stream whose writer died (if it is there and has no end yet)."""
         stream = key(message_id)
         try:
-            if not self.redis.exists(stream):
+            redis = self.client().redis
+            last = redis.xrevrange(stream, count=1)
+            if not last:
                 return
-            data = json.dumps({"status": status, "usage": None, "error": None})
-            with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(stream, {"e": data}, id=f"{text_length}-2")
+            top_id, fields = last[0]
+            if "e" in fields:
+                return
+            data: dict[str, Any] = {"status": status, "usage": None, "error": None}
+            end = (text_length, 2)
+            top = parse_id(top_id)
+            if top >= end:
+                # Redis holds text past the stored end: the end entry goes after it and
+                # names the stored length, where its readers end.
+                log.warning("%s: Redis holds text up to %d, past the %d characters stored",
+                            message_id, top[0], text_length)
+                end, data["length"] = (top[0], top[1] + 1), text_length
+            with redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(stream, {"e": json.dumps(data)}, id=format_id(end))
+                pipe.execute_command("XSETID", stream, SEALED)  # the writer can add nothing
                 pipe.expire(stream, self.expire)
                 pipe.execute()
-        except redis.RedisError:
-            log.warning("could not publish the end of %s", message_id, exc_info=True)
+        except FAILURES as error:
+            if ALREADY_THERE in str(error):  # its writer ended it meanwhile: it was alive
+                log.debug("%s was ended by its writer meanwhile", message_id)
+            else:
+                log.warning("could not publish the end of %s", message_id, exc_info=True)
 
     def close(self) -> None:
-        self._flush()
+        self.publisher.close()
         self._closed.set()
-        for thread in self._threads:
-            thread.join(timeout=2)
-        self.redis.close()
+        self.loops.close()
+        self._stop_thread.join(timeout=2)
+        if self._client is not None:
+            disconnect(self._client.redis)
+
+
+def covered_from(entry: Entry) -> int:
+    """The offset at which a stream that lost its beginning starts: its first entry's."""
+    entry_id, fields = entry
+    end = parse_id(entry_id)[0]
+    if "e" in fields:
+        return int(json.loads(fields["e"]).get("length", end))
+    return end - len(fields.get("t", ""))
+
+
+def _only(event: str) -> Events:
+    yield event
+    return None
