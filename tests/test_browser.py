@@ -543,7 +543,7 @@ def test_interrupted_answer_says_so_and_offers_retry(chat: Page, fake: FakeModel
     expect(answer).to_have_attribute("data-status", "interrupted")
     expect(answer.locator(".content")).to_have_text("The beginning of an answer")
     expect(answer.locator(".note")).to_have_text(
-        "Interrupted: the answer was cut off before it was finished.")
+        "Interrupted: the answer was cut off, and the part after this point was lost.")
     chat.unroute_all()
     fake.reply = "The whole story."
     answer.get_by_role("button", name="Retry").click()

@@ -140,6 +140,7 @@ def test_postgres_not_migrated_stops_start_up(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["db", "upgrade"], env={"DATABASE_URL": url})
     assert result.exit_code == 0, result.output
     app = create_app({"DATABASE_URL": url, "BROOK_INSTANCE_PATH": str(tmp_path)})
+    app.extensions["brook.chat"].close()
     app.extensions["brook.engine"].dispose()
 
 

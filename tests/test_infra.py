@@ -101,6 +101,7 @@ NOT_SET = {
     "MAX_MESSAGE_CHARS": "tunable with a default",
     "FLUSH_INTERVAL_MS": "tunable with a default",
     "DATABASE_POOL_TIMEOUT": "tunable with a default",
+    "DATABASE_POOL_SIZE": "tunable with a default that fits the smallest tier's connections",
     "FLUSH_CHARS": "tunable with a default",
     "STREAM_COALESCE_MS": "tunable with a default",
     "STREAM_KEEPALIVE_SECONDS": "tunable with a default (15 s keeps App Service's front end "

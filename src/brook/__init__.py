@@ -65,7 +65,7 @@ def create_app(env: Mapping[str, str] | None = None, *,
 
     db_credential = credential if settings.database_entra_auth else None
     engine = database.make_engine(settings.database_url, db_credential,
-                                  settings.database_pool_timeout)
+                                  settings.database_pool_timeout, settings.database_pool_size)
     try:
         database.ensure_schema(engine)
     except Exception:
@@ -76,8 +76,7 @@ def create_app(env: Mapping[str, str] | None = None, *,
     assets.init_app(app)
 
     # The heartbeat's own connection: it renews from an OS thread (chat/liveness.py).
-    heartbeat_engine = database.make_engine(settings.database_url, db_credential,
-                                            pool_size=1, max_overflow=0)
+    heartbeat_engine = database.make_engine(settings.database_url, db_credential, pool_size=1)
     chat = ChatService(sessions, build_provider(settings, credential), settings,
                        TokenCounter(cached_encoding()), make_bus(settings), heartbeat_engine)
     app.extensions["brook.chat"] = chat

@@ -53,6 +53,7 @@ class Settings:
     flush_chars: int = 2_000
     database_entra_auth: bool = False
     database_pool_timeout: float = 30.0
+    database_pool_size: int = 20
     appinsights_connection_string: str | None = field(default=None, repr=False)
     redis_url: str | None = field(default=None, repr=False)
     stream_coalesce: float = 0.025
@@ -310,6 +311,8 @@ def load_settings(env: Mapping[str, str] | None = None,
         database_entra_auth=entra,
         database_pool_timeout=_parse(env, "DATABASE_POOL_TIMEOUT", 30.0, _positive_float,
                                      "a number of seconds greater than 0"),
+        database_pool_size=_parse(env, "DATABASE_POOL_SIZE", 20, _positive_int,
+                                  "a whole number of connections greater than 0"),
         appinsights_connection_string=_get(env, "APPLICATIONINSIGHTS_CONNECTION_STRING"),
         redis_url=_redis_url(env),
         stream_coalesce=_parse(env, "STREAM_COALESCE_MS", 25, _non_negative_int,

@@ -5,6 +5,7 @@ No Flask here: the chat package uses it too. The request's session is db.py's.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,15 @@ POSTGRES_ENTRA_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
 
 
 def make_engine(url: str, credential: TokenCredential | None = None,
-                pool_timeout: float = 30.0, pool_size: int = 10, max_overflow: int = 40
-                ) -> Engine:
+                pool_timeout: float = 30.0, pool_size: int = 20) -> Engine:
     """Create the engine; SQLite gets WAL, a busy timeout and enforced foreign keys.
 
-    A request that finds all pooled connections (50 by default) in use waits up to `pool_timeout`
-    seconds for one, then is answered 503 `overloaded` (see errors.py).
+    The pool keeps up to `pool_size` connections open and opens no more: PostgreSQL counts
+    every connection of every worker of every instance against its `max_connections` (100
+    by default; fewer on Azure's smallest tiers), and a burst that opened dozens at once
+    would make the server fork a backend for each. A request that finds them all in use
+    waits up to `pool_timeout` seconds for one, then is answered 503 `overloaded`
+    (see errors.py).
 
     With `credential` (Microsoft Entra ID), each new PostgreSQL connection signs in with a
     fresh access token as its password; the credential caches tokens and renews them before
@@ -43,7 +47,7 @@ def make_engine(url: str, credential: TokenCredential | None = None,
     """
     if url.startswith("sqlite:"):
         engine = create_engine(url, connect_args={"timeout": 30}, pool_size=pool_size,
-                               max_overflow=max_overflow, pool_timeout=pool_timeout)
+                               max_overflow=0, pool_timeout=pool_timeout)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -54,7 +58,7 @@ def make_engine(url: str, credential: TokenCredential | None = None,
             cursor.close()
 
         return engine
-    engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
+    engine = create_engine(url, pool_size=pool_size, max_overflow=0,
                            pool_recycle=1800, pool_timeout=pool_timeout)
     _ping_after_idle(engine)
     if credential is not None:
@@ -92,6 +96,26 @@ def _ping_after_idle(engine: Engine) -> None:
         except dialect.loaded_dbapi.Error as exc:
             # As pre-ping does: replace every connection opened before now, then retry.
             raise InvalidatePoolError(str(exc)) from exc
+
+
+def fill_pool(engine: Engine) -> None:
+    """Open every pooled connection now, so that the first burst of requests finds them open.
+
+    For PostgreSQL, where a new connection is a new server process (several milliseconds of
+    CPU each, on a machine Brook may share with the database); run in the background.
+    """
+    if engine.dialect.name == "sqlite":
+        return
+    held = []
+    try:
+        for _ in range(engine.pool.size()):  # type: ignore[attr-defined]
+            held.append(engine.connect())
+    except Exception:  # the database is away: the pool opens connections as it needs them
+        logging.getLogger(__name__).info("could not open the pool's connections ahead",
+                                         exc_info=True)
+    finally:
+        for connection in held:
+            connection.close()
 
 
 def upgrade(url: str, credential: TokenCredential | None = None) -> None:

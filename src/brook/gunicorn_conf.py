@@ -31,7 +31,11 @@ control_socket_disable = True
 
 
 def post_worker_init(worker: Any) -> None:
-    """On SIGTERM, drain answers in the background while gunicorn stops taking requests."""
+    """Open the database pool's connections; on SIGTERM, drain answers in the background
+    while gunicorn stops taking requests."""
+    from .database import fill_pool
+
+    gevent.spawn(fill_pool, worker.wsgi.extensions["brook.engine"])
     previous = signal.getsignal(signal.SIGTERM)
     chat = worker.wsgi.extensions["brook.chat"]
 
