@@ -21,9 +21,9 @@ from brook.chat.live import LiveAnswer
 from brook.chat.redis_bus import RedisBus
 from brook.chat.redis_keys import BUCKETS, bucket, key
 
-from .redis_servers import RedisCluster, RedisServer, redis_cluster, redis_server
+from .redis_servers import RedisCluster, RedisServer, redis_server
 
-__all__ = ["redis_cluster", "redis_server"]  # the fixtures
+__all__ = ["redis_server"]  # the fixture
 
 WAIT = 20.0  # seconds any wait below may take before the test fails
 
@@ -48,12 +48,21 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
         finally:
             server.stop()
     else:
-        cluster = RedisCluster(tmp_path)
-        try:
-            cluster.start()
-            yield Target(cluster.url, "cluster", cluster.client(), cluster.ports)
-        finally:
-            cluster.stop()
+        cluster: RedisCluster = request.getfixturevalue("shared_cluster")
+        for port in cluster.ports:
+            cluster.node(port).flushall()
+        yield Target(cluster.url, "cluster", cluster.client(), cluster.ports)
+
+
+@pytest.fixture(scope="module")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """One three-node cluster for this module's tests (it takes seconds to form)."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture
@@ -435,6 +444,26 @@ def test_a_gap_or_a_vanished_stream_returns_the_offset(
         assert (reader.text, reader.rest, reader.end) == ("hello", 5, None)
 
 
+def test_a_bus_started_before_redis_connects_once_it_is_there(
+        tmp_path: Path, buses: Callable[..., RedisBus]) -> None:
+    server = RedisServer(tmp_path)  # not started yet
+    try:
+        writer, reader_bus = buses(server.url), buses(server.url)
+        answer = writer.open(uuid.uuid4(), "fake")
+        answer.append("waited ")  # kept until Redis is there
+        assert reader_bus.read(answer.message_id, None) is None  # the database serves it
+        server.start()
+        write(answer, server.client(), "for Redis")
+        reader = Reader(reading(reader_bus, answer.message_id, None))
+        assert reader.wait_for_text("waited for Redis")
+        answer.finish("complete", None, None)
+        reader.join()
+        assert reader.rest is None
+        assert reader.events[0]["event"] == "start"
+    finally:
+        server.stop()
+
+
 def test_publish_end_and_request_stop_never_raise_while_redis_is_away(
         redis_server: RedisServer, buses: Callable[..., RedisBus]) -> None:
     bus = buses(redis_server.url)
@@ -545,13 +574,13 @@ def test_entries_refused_after_another_instance_ended_the_answer_are_dropped_qui
 
 
 def test_cluster_readers_of_every_bucket_complete(
-        redis_cluster: RedisCluster, buses: Callable[..., RedisBus],
+        shared_cluster: RedisCluster, buses: Callable[..., RedisBus],
         caplog: pytest.LogCaptureFixture) -> None:
-    client = redis_cluster.client()
+    client = shared_cluster.client()
     ids = ids_in_every_bucket(3)
     nodes = {client.get_node_from_key(key(m)).name for m in ids}
     assert len(nodes) == 3  # the buckets spread over every node
-    writer, reader_bus = buses(redis_cluster.url), buses(redis_cluster.url)
+    writer, reader_bus = buses(shared_cluster.url), buses(shared_cluster.url)
     answers = [writer.open(m, None) for m in ids]
     wait_started(client, answers)
     readers = [Reader(reading(reader_bus, m, None)) for m in ids for _ in range(3)]

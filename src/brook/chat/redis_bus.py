@@ -27,9 +27,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+
+import redis
 
 from .bus import BadOffset, Events, LocalBus, final_events
 from .live import LiveAnswer
@@ -69,6 +72,7 @@ class RedisBus(LocalBus):
             pool_timeout=pool_timeout, socket_timeout=block + 5.0, client_name=client_name)
         self._client: Client | None = None
         self._connect_lock = threading.Lock()
+        self._connect_after = 0.0
         self.publisher = Publisher(self.client, coalesce, expire)
         self.loops = ReadLoops(self.client, coalesce, block)
         self._stop_handlers: list[Callable[[uuid.UUID], object]] = []
@@ -85,7 +89,13 @@ class RedisBus(LocalBus):
         if client is None:
             with self._connect_lock:
                 if self._client is None:
-                    self._client = self._connect()
+                    if time.monotonic() < self._connect_after:  # it failed a moment ago
+                        raise redis.ConnectionError("Redis is unreachable; retrying soon")
+                    try:
+                        self._client = self._connect()
+                    except FAILURES:
+                        self._connect_after = time.monotonic() + 1.0
+                        raise
                 client = self._client
         return client
 
@@ -163,7 +173,7 @@ class RedisBus(LocalBus):
                 pubsub.subscribe(STOP_CHANNEL)
                 self.stop_listening.set()
                 while not self._closed.is_set():
-                    message = pubsub.get_message(timeout=1.0)
+                    message = pubsub.get_message(timeout=0.25)
                     if message is not None:
                         self._stop_requested(message["data"])
             except FAILURES as error:
@@ -217,8 +227,8 @@ class RedisBus(LocalBus):
         """End a stream whose writer died (if it is there and has no end yet)."""
         stream = key(message_id)
         try:
-            redis = self.client().redis
-            last = redis.xrevrange(stream, count=1)
+            client = self.client().redis
+            last = client.xrevrange(stream, count=1)
             if not last:
                 return
             top_id, fields = last[0]
@@ -233,7 +243,7 @@ class RedisBus(LocalBus):
                 log.warning("%s: Redis holds text up to %d, past the %d characters stored",
                             message_id, top[0], text_length)
                 end, data["length"] = (top[0], top[1] + 1), text_length
-            with redis.pipeline(transaction=False) as pipe:
+            with client.pipeline(transaction=False) as pipe:
                 pipe.xadd(stream, {"e": json.dumps(data)}, id=format_id(end))
                 pipe.execute_command("XSETID", stream, SEALED)  # the writer can add nothing
                 pipe.expire(stream, self.expire)

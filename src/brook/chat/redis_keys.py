@@ -102,7 +102,10 @@ def connect(url: str, *, cluster: bool | None, max_connections: int, pool_timeou
                                           retry=Retry(NoBackoff(), 0))
         try:
             if cluster is None:
-                cluster = probe.info("cluster").get("cluster_enabled") == 1
+                try:
+                    cluster = probe.info("cluster").get("cluster_enabled") == 1
+                except redis.ResponseError:  # INFO refused: not a cluster that says so
+                    cluster = False
             if not cluster:
                 grouped = _refuses_cross_slot(probe)
         finally:
