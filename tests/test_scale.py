@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 from sqlalchemy import create_engine, func, select
 
 from brook import sse
@@ -27,6 +28,7 @@ from .conftest import (
     wait_for_answer,
 )
 from .test_cluster import RedisServer, clients, cluster_env
+from .test_cluster import cluster as cluster
 from .test_cluster import pg_url as pg_url
 from .test_cluster import redis_server as redis_server
 
@@ -202,3 +204,48 @@ def test_killing_one_of_two_workers_under_reconnecting_readers(
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_reader_whose_redis_connection_drops_reads_on(
+        cluster: tuple[Server, Server], redis_server: RedisServer) -> None:
+    """Every connection to Redis is cut mid-answer (writer's and readers'): each reader's
+    one response carries on, losing and repeating nothing."""
+    a, b = cluster
+    with clients(a, b) as (ca, cb):
+        turns = [send(ca, new_conversation(ca), f"q{i} " + directive(tokens=300, gap=0.01))
+                 for i in range(5)]
+        texts: dict[int, str] = {}
+        started = threading.Barrier(len(turns) + 1)
+
+        def read(i: int) -> None:
+            with cb.stream("GET", turns[i]["stream_url"]) as response:
+                buffer, text = "", ""
+                for chunk in response.iter_text():
+                    buffer += chunk
+                    *blocks, buffer = buffer.split("\n\n")
+                    for block in blocks:
+                        for event in sse.parse(block + "\n\n"):
+                            if event["event"] == "message":
+                                if not text:
+                                    started.wait()
+                                text += event["data"]["text"]
+                            elif event["event"] == "end":
+                                texts[i] = text
+                                return
+
+        readers = [threading.Thread(target=read, args=(i,)) for i in range(len(turns))]
+        for reader in readers:
+            reader.start()
+        started.wait()  # every reader has text: now cut them all off Redis
+        admin = redis.Redis.from_url(redis_server.url)
+        killed = admin.client_kill_filter(_type="normal", skipme=True)
+        admin.close()
+        assert killed >= 2  # at least the writer's and the reading loop's connections
+        for reader in readers:
+            reader.join(timeout=60)
+        for i, turn in enumerate(turns):
+            answer = wait_for_answer(ca, turn["user_message"]["conversation_id"],
+                                     turn["assistant_message"]["id"], timeout=30)
+            assert answer["status"] == "complete"
+            assert texts[i] == answer["content"]
+            assert len(answer["content"].split()) == 300
