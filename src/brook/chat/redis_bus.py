@@ -73,6 +73,7 @@ class RedisBus(LocalBus):
         self._client: Client | None = None
         self._connect_lock = threading.Lock()
         self._connect_after = 0.0
+        self._quiet_until = 0.0  # log "Redis is unavailable" for readers again after this
         self.publisher = Publisher(self.client, coalesce, expire)
         self.loops = ReadLoops(self.client, coalesce, block)
         self._stop_handlers: list[Callable[[uuid.UUID], object]] = []
@@ -127,8 +128,12 @@ class RedisBus(LocalBus):
                 pipe.xrange(stream, "-" if after is None else f"({format_id(cursor)}")
                 first, last, entries = pipe.execute()
             loop = self.loops.loop(stream)
-        except FAILURES:
-            log.warning("Redis is unavailable; serving %s from the database", message_id)
+        except FAILURES as error:
+            # Once per outage (many readers may come meanwhile), then quietly.
+            level = logging.WARNING if time.monotonic() >= self._quiet_until else logging.DEBUG
+            self._quiet_until = time.monotonic() + 10.0
+            log.log(level, "Redis is unavailable (%s); serving %s from the database", error,
+                    message_id)
             return None
         if not first:
             return None
@@ -166,19 +171,25 @@ class RedisBus(LocalBus):
                         message_id, exc_info=True)
 
     def _stop_loop(self) -> None:
+        lost = False
         while not self._closed.is_set():
             pubsub: Any = None
             try:
                 pubsub = self.client().redis.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(STOP_CHANNEL)
                 self.stop_listening.set()
+                if lost:
+                    log.warning("stop listener has Redis again")
+                    lost = False
                 while not self._closed.is_set():
                     message = pubsub.get_message(timeout=0.25)
                     if message is not None:
                         self._stop_requested(message["data"])
             except FAILURES as error:
                 self.stop_listening.clear()
-                log.warning("stop listener lost Redis (%s); reconnecting", error)
+                if not lost:
+                    log.warning("stop listener lost Redis (%s); reconnecting", error)
+                lost = True
                 self._closed.wait(1.0)
             finally:
                 if pubsub is not None:

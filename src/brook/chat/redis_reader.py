@@ -72,6 +72,7 @@ class Feed:
     def __init__(self, key: str, cursor: EntryId) -> None:
         self.key = key
         self.cursor = cursor
+        self.cursor_id = format_id(cursor)  # as XREAD takes it
         self.readers: set[Mailbox] = set()
 
 
@@ -154,7 +155,7 @@ class ReadLoop:
                 self._nudge.wait(wait)  # a new reader ends the wait
             with self._lock:
                 self._nudge.clear()
-                streams = {k: format_id(f.cursor) for k, f in self.feeds.items()}
+                streams = {k: f.cursor_id for k, f in self.feeds.items()}
                 streams[self.wake_key] = self._wake_cursor
                 self._blocked, self._wake_sent = True, False
             try:
@@ -195,7 +196,9 @@ class ReadLoop:
                 if feed is None:
                     continue
                 got = True
-                feed.cursor = max(feed.cursor, parse_id(entries[-1][0]))
+                last = parse_id(entries[-1][0])
+                if last > feed.cursor:
+                    feed.cursor, feed.cursor_id = last, entries[-1][0]
                 for box in feed.readers:
                     box.put(entries)
                 if "e" in entries[-1][1]:  # ended: its readers are done
