@@ -3,6 +3,7 @@ live Brook server on 127.0.0.1 that tests talk to with httpx."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -23,6 +24,10 @@ from werkzeug.serving import make_server
 
 from brook import create_app, database, sse
 from brook.fakemodel import FakeModelServer
+
+from .redis_servers import RedisServer
+from .redis_servers import redis_cluster as redis_cluster
+from .redis_servers import redis_server as redis_server
 
 POSTGRES_URL = os.environ.get("BROOK_TEST_POSTGRES_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -200,6 +205,49 @@ class Server:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=30)
+
+
+# -- several instances on a real Redis and PostgreSQL ---------------------------------------------
+
+@pytest.fixture
+def pg_url(postgres_schema: str) -> str:
+    engine = create_engine(postgres_schema)
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE messages, conversations, workers"))
+    engine.dispose()
+    return postgres_schema
+
+
+def cluster_env(fake: FakeModelServer, database_url: str, redis_url: str,
+                **extra: str) -> dict[str, str]:
+    return {
+        "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
+        "DATABASE_URL": database_url, "REDIS_URL": redis_url, "SECRET_KEY": "cluster",
+        "OPENAI_BASE_URL": fake.url + "/v1", "OPENAI_MODEL": "fake-gpt",
+        "FLUSH_INTERVAL_MS": "100", "STREAM_LEASE_SECONDS": "2", **extra,
+    }
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, fake: FakeModelServer, pg_url: str,
+            redis_server: RedisServer) -> Iterator[tuple[Server, Server]]:
+    """Two `brook serve` processes sharing a Redis and a PostgreSQL, with no affinity."""
+    env = cluster_env(fake, pg_url, redis_server.url)
+    a, b = Server(tmp_path, env, "a"), Server(tmp_path, env, "b")
+    a.start()
+    b.start()
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+@contextlib.contextmanager
+def clients(a: Server, b: Server) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    """One browser (one owner cookie) talking to both instances."""
+    with httpx.Client(base_url=a.url, timeout=20) as ca:
+        ca.get("/api/conversations")  # the owner cookie
+        with httpx.Client(base_url=b.url, timeout=20, cookies=ca.cookies) as cb:
+            yield ca, cb
 
 
 # -- the browser ------------------------------------------------------------------------------

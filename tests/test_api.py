@@ -252,3 +252,30 @@ def test_page_and_security_headers(client: httpx.Client) -> None:
     # The page itself hands a new browser its owner cookie.
     assert "brook_session" in page.headers["set-cookie"]
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_the_owner_cookie_is_signed_once_a_day(live: LiveServer) -> None:
+    """Signing the cookie anew on every call cost as much as a call: it is set when the
+    owner is new, then again only on the first response of a later day."""
+    from datetime import date
+
+    with live.client() as client:
+        first = client.get("/api/conversations")
+        assert "brook_session=" in first.headers.get("set-cookie", "")
+        for _ in range(3):
+            again = client.post("/api/conversations", json={})
+            assert again.status_code == 201
+            assert "set-cookie" not in again.headers
+        owner = client.get("/api/conversations")
+        serializer = live.app.session_interface.get_signing_serializer(  # type: ignore[attr-defined]
+            live.app)
+        yesterday = date.today().toordinal() - 1
+        owner_id = serializer.loads(client.cookies["brook_session"])["owner"]
+        client.cookies.clear()
+        client.cookies.set("brook_session", serializer.dumps(
+            {"owner": owner_id, "day": yesterday, "_permanent": True}))
+        refreshed = client.get("/api/conversations")
+        assert "brook_session=" in refreshed.headers["set-cookie"]
+        assert "expires=" in refreshed.headers["set-cookie"].lower()
+        assert serializer.loads(refreshed.cookies["brook_session"])["day"] == yesterday + 1
+        assert refreshed.json() == owner.json()  # the same owner, same conversations

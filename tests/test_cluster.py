@@ -6,115 +6,34 @@ Each test runs its own redis-server (so it can kill and restart it) and two app 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import shutil
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
-from sqlalchemy import create_engine, text
 
 from brook import sse
+from brook.chat.redis_keys import key
 from brook.database import PING_AFTER_IDLE_SECONDS
 from brook.fakemodel import FakeModelServer
 
 from .conftest import (
     Server,
+    clients,
+    cluster_env,
     directive,
-    free_port,
     new_conversation,
     read_events,
     send,
     text_of,
     wait_for_answer,
 )
-
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-
-
-class RedisServer:
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def pg_url(postgres_schema: str) -> str:
-    engine = create_engine(postgres_schema)
-    with engine.begin() as connection:
-        connection.execute(text("TRUNCATE messages, conversations"))
-    engine.dispose()
-    return postgres_schema
-
-
-def cluster_env(fake: FakeModelServer, database_url: str, redis_url: str,
-                **extra: str) -> dict[str, str]:
-    return {
-        "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
-        "DATABASE_URL": database_url, "REDIS_URL": redis_url, "SECRET_KEY": "cluster",
-        "OPENAI_BASE_URL": fake.url + "/v1", "OPENAI_MODEL": "fake-gpt",
-        "FLUSH_INTERVAL_MS": "100", "STREAM_LEASE_SECONDS": "2", **extra,
-    }
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, fake: FakeModelServer, pg_url: str,
-            redis_server: RedisServer) -> Iterator[tuple[Server, Server]]:
-    env = cluster_env(fake, pg_url, redis_server.url)
-    a, b = Server(tmp_path, env, "a"), Server(tmp_path, env, "b")
-    a.start()
-    b.start()
-    yield a, b
-    a.stop()
-    b.stop()
-
-
-@contextlib.contextmanager
-def clients(a: Server, b: Server) -> Iterator[tuple[httpx.Client, httpx.Client]]:
-    """One browser (one owner cookie) talking to both instances."""
-    with httpx.Client(base_url=a.url, timeout=20) as ca:
-        ca.get("/api/conversations")  # the owner cookie
-        with httpx.Client(base_url=b.url, timeout=20, cookies=ca.cookies) as cb:
-            yield ca, cb
+from .redis_servers import RedisServer
 
 
 def test_post_on_one_read_and_stop_on_the_other(cluster: tuple[Server, Server]) -> None:
@@ -339,7 +258,7 @@ def test_expired_stream_is_served_from_the_database(
             conversation_id = new_conversation(client)
             sent = send(client, conversation_id, "hi " + directive(tokens=50))
             live_text = text_of(read_events(client, sent["stream_url"]))
-            stream_key = f"brook:answer:{sent['assistant_message']['id']}"
+            stream_key = key(uuid.UUID(sent["assistant_message"]["id"]))
             r = redis.Redis.from_url(redis_server.url)
             deadline = time.monotonic() + 10
             while r.exists(stream_key):

@@ -20,6 +20,8 @@ from brook.models import Message
 
 from .conftest import (
     Server,
+    clients,
+    cluster_env,
     directive,
     new_conversation,
     read_events,
@@ -27,10 +29,7 @@ from .conftest import (
     text_of,
     wait_for_answer,
 )
-from .test_cluster import RedisServer, clients, cluster_env
-from .test_cluster import cluster as cluster
-from .test_cluster import pg_url as pg_url
-from .test_cluster import redis_server as redis_server
+from .redis_servers import RedisServer
 
 HOOKS = str(Path(__file__).parent / "hooks")
 

@@ -12,6 +12,7 @@ version.
 from __future__ import annotations
 
 import hashlib
+from datetime import date
 from pathlib import Path
 
 from flask import Flask, Response, request
@@ -52,13 +53,26 @@ def _immutable(response: Response) -> Response:
 
 
 class _SessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, less the cookie on static files.
+    """Flask's signed-cookie sessions, less the cookie on static files, re-signed once a day.
 
     Flask re-signs a permanent session's cookie on every response (a new value each second)
     and adds `Vary: Cookie`. On a static file that would hand the owner's cookie to any
     shared cache that keeps the `public` response, and make the browser revalidate every
-    cached file once the cookie has changed (the Vary no longer matches).
+    cached file once the cookie has changed (the Vary no longer matches). Elsewhere, signing
+    the cookie anew on every API call costs as much as some of the calls themselves: a
+    session unchanged since today's first response keeps its cookie, whose year of life
+    starts again each day the owner comes back.
     """
 
     def should_set_cookie(self, app: Flask, session: SessionMixin) -> bool:
-        return request.endpoint != "static" and super().should_set_cookie(app, session)
+        if request.endpoint == "static":
+            return False
+        if session.modified:
+            return True
+        if not session.permanent:
+            return False
+        today = date.today().toordinal()
+        if session.get("day") != today:
+            session["day"] = today
+            return True
+        return False

@@ -10,6 +10,7 @@ ignored.
 from __future__ import annotations
 
 import secrets
+from datetime import date
 
 from flask import current_app, g, request, session
 
@@ -31,6 +32,7 @@ def current_owner() -> str:
     else:
         if "owner" not in session:
             session["owner"] = "anon:" + secrets.token_urlsafe(18)
+            session["day"] = date.today().toordinal()  # signed again next day (assets.py)
             session.permanent = True
         owner = session["owner"]
     g.owner = owner

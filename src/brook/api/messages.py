@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from flask import Response, current_app, request
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from ..chat.service import BadOffset, ChatService, Gone, NotLast
 from ..database import autocommit
@@ -37,6 +37,12 @@ def owned_answer(message_id: uuid.UUID) -> Message:
     return owned_message(message_id, "assistant")
 
 
+# Built once: every stream, and every reconnect, checks its reader owns the answer.
+_OWNS_ANSWER = (select(Message.id).join(Conversation)
+                .where(Message.id == bindparam("b_id"), Message.role == "assistant",
+                       Conversation.owner == bindparam("b_owner")))
+
+
 def _resume_offset() -> int | None:
     # The browser's automatic reconnect sends Last-Event-ID on the original URL, so the
     # header, being newer, wins over ?after=.
@@ -52,12 +58,14 @@ def _resume_offset() -> int | None:
 @bp.get("/messages/<uuid:message_id>/stream")
 def stream(message_id: uuid.UUID) -> Response:
     after = _resume_offset()
-    autocommit(get_session())  # it only reads
-    message = owned_answer(message_id)
-    get_session().close()  # a long stream must not hold a pooled connection
+    session = autocommit(get_session())  # it only reads
+    owned = session.scalar(_OWNS_ANSWER, {"b_id": message_id, "b_owner": current_owner()})
+    session.close()  # a long stream must not hold a pooled connection
+    if owned is None:
+        raise APIError(404, "not_found", "There is no such answer.")
     chat: ChatService = current_app.extensions["brook.chat"]
     try:
-        events = chat.events(message.id, after)
+        events = chat.events(message_id, after)
     except BadOffset:
         raise APIError(400, "invalid_after",
                        "Last-Event-ID or after is past the end of the answer.") from None

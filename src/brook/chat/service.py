@@ -163,7 +163,11 @@ class ChatService:
         with autocommit(self.sessions()) as session:
             dead = gone(session, writer)
         if dead:
-            self.close_orphan(message_id, "stopped")
+            try:
+                self.close_orphan(message_id, "stopped")
+            except Exception:  # Redis is away: the sweep closes it once Redis is back
+                log.warning("could not close %s, whose writer is gone; the sweep will",
+                            message_id, exc_info=True)
 
     def close_orphan(self, message_id: uuid.UUID, status: str) -> bool:
         """End an answer whose process is gone, with the most text the bus or database has."""
