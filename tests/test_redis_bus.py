@@ -312,6 +312,21 @@ def test_resume_from_every_offset(target: Target, buses: Callable[..., RedisBus]
         assert all(e["event"] != "start" for e in events)
 
 
+def test_a_stream_exists_as_soon_as_its_answer_is_opened(
+        target: Target, buses: Callable[..., RedisBus]) -> None:
+    """The request that starts an answer answers 202 after `open`, and its reader may come to
+    another instance at once: that instance must find the stream (and follow it through its
+    reader loop), not take the answer for one Redis does not carry."""
+    writer, reader_bus = buses(target.url), buses(target.url)
+    writer.publisher.close()  # only `open` itself may publish here
+    answer = writer.open(uuid.uuid4(), "fake")
+    assert target.client.xrange(key(answer.message_id)) == [("0-1", {"m": "fake"})]
+    reader = Reader(lambda: reader_bus.read(answer.message_id, None))
+    assert reader.wait(lambda r: len(r.chunks) > 0)
+    assert not reader.none
+    assert reader.events[0]["event"] == "start"
+
+
 def test_an_offset_past_a_complete_answer_is_refused(
         target: Target, buses: Callable[..., RedisBus]) -> None:
     writer, reader_bus = buses(target.url), buses(target.url)

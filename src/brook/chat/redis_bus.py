@@ -107,9 +107,20 @@ class RedisBus(LocalBus):
     # -- writing -------------------------------------------------------------------------
 
     def open(self, message_id: uuid.UUID, model: str | None) -> LiveAnswer:
+        """A new answer, whose stream exists in Redis when this returns (one round trip).
+
+        The request that starts an answer answers `202` after this, and its reader may come
+        to another instance at once: that instance then finds the stream and follows it
+        through its reader loop, instead of taking the answer for one Redis does not carry
+        and following it in the database, a flush interval at a time. If Redis is away, the
+        flusher publishes the start with the first text.
+        """
         answer = PublishedAnswer(self.publisher, message_id, model)
         self.live.add(answer)
-        self.publisher.mark_dirty(answer, urgent=True)
+        try:
+            answer.publish_start(self.client().redis)
+        except FAILURES:
+            self.publisher.mark_dirty(answer, urgent=True)
         return answer
 
     # -- reading -------------------------------------------------------------------------

@@ -60,6 +60,13 @@ class PublishedAnswer(LiveAnswer):
             self._ending = json.dumps({"status": status, "usage": usage, "error": error})
         self.publisher.mark_dirty(self, urgent=True)
 
+    def publish_start(self, redis: Any) -> None:
+        """Add the stream's start entry now (before the flusher has anything else to add)."""
+        with self._publish_lock:
+            if not self._started:
+                redis.xadd(self.key, {"m": self.model or ""}, id="0-1")
+                self._started = True
+
     def queue(self, pipe: Any) -> tuple[int, bool, int]:
         """Add what is unpublished to `pipe`: what to `commit` once it went out, and the
         number of commands added."""
