@@ -239,10 +239,12 @@ class RedisBus(LocalBus):
                 continue
             text = fields["t"]
             entry_end = parse_id(entry_id)[0]
-            if entry_end - len(text) != end:  # a gap: start over from here
-                start, pieces = entry_end - len(text), []
-            pieces.append(text)
-            end = entry_end
+            entry_start = entry_end - len(text)
+            if entry_start > end:  # a gap: start over from here
+                start, pieces, end = entry_start, [], entry_start
+            if entry_end > end:  # text sent again after a lost reply overlaps: trimmed
+                pieces.append(text[end - entry_start:])
+                end = entry_end
         return start, "".join(pieces)
 
     def publish_end(self, message_id: uuid.UUID, status: str, text_length: int) -> None:

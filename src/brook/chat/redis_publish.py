@@ -32,14 +32,18 @@ ALREADY_THERE = "equal or smaller than the target stream top item"
 
 
 class PublishedAnswer(LiveAnswer):
-    """A live answer that is also published to its Redis stream (by the flusher only)."""
+    """A live answer that is also published to its Redis stream (by the flusher only).
+
+    The flusher publishes the answer's own text from where it last got to: a token costs
+    the live answer's append and a glance at whether the answer is already marked, no copy
+    and no lock of its own.
+    """
 
     def __init__(self, publisher: Publisher, message_id: uuid.UUID, model: str | None) -> None:
         super().__init__(message_id, model)
         self.publisher = publisher
         self.key = key(message_id)
-        self._pending: list[str] = []
-        self._queued = 0  # characters handed to `_pending` so far
+        self.published = 0  # characters published so far
         self._published_at = 0.0
         self._ending: str | None = None  # the end entry's data, once finished
         self._started = False
@@ -47,9 +51,6 @@ class PublishedAnswer(LiveAnswer):
 
     def append(self, text: str) -> None:
         super().append(text)
-        with self._publish_lock:
-            self._pending.append(text)
-            self._queued += len(text)
         self.publisher.mark_dirty(
             self, urgent=time.monotonic() - self._published_at >= self.publisher.coalesce)
 
@@ -68,28 +69,34 @@ class PublishedAnswer(LiveAnswer):
                 self._started = True
 
     def queue(self, pipe: Any) -> tuple[int, bool, int]:
-        """Add what is unpublished to `pipe`: what to `commit` once it went out, and the
-        number of commands added."""
+        """Add what is unpublished to `pipe`: what to `commit` once it went out (the length
+        published, whether the end went), and the number of commands added.
+
+        An end is read before the length: once finished, an answer's length is final, so
+        its last text always goes out before (or with) its end.
+        """
         with self._publish_lock:
-            count, ending = len(self._pending), self._ending
+            ending = self._ending
+            length = self.length
             commands = 0
             if not self._started:
                 pipe.xadd(self.key, {"m": self.model or ""}, id="0-1")
                 commands += 1
-            if count:
-                pipe.xadd(self.key, {"t": "".join(self._pending)}, id=f"{self._queued}-1")
+            if length > self.published:
+                pipe.xadd(self.key, {"t": self.text()[self.published:length]},
+                          id=f"{length}-1")
                 commands += 1
             if ending is not None:
-                pipe.xadd(self.key, {"e": ending}, id=f"{self._queued}-2")
+                pipe.xadd(self.key, {"e": ending}, id=f"{length}-2")
                 pipe.execute_command("XSETID", self.key, SEALED)
                 pipe.expire(self.key, self.publisher.expire)
                 commands += 3
-            return count, ending is not None, commands
+            return length, ending is not None, commands
 
-    def commit(self, count: int, ended: bool) -> None:
+    def commit(self, length: int, ended: bool) -> None:
         with self._publish_lock:
             self._started = True
-            del self._pending[:count]
+            self.published = max(self.published, length)
             self._published_at = time.monotonic()
             if ended:
                 self._ending = None
@@ -112,8 +119,11 @@ class Publisher:
         self._thread.start()
 
     def mark_dirty(self, answer: PublishedAnswer, urgent: bool) -> None:
-        with self._dirty_lock:
-            self._dirty.add(answer)
+        # Read without the lock: an answer seen in the set is in it, or in the batch the
+        # flusher just took, which reads the answer's length after taking it.
+        if answer not in self._dirty:
+            with self._dirty_lock:
+                self._dirty.add(answer)
         if urgent:
             self._wake.set()
 
@@ -146,10 +156,10 @@ class Publisher:
                 log.warning("publishing to Redis again")
                 self._away = False
             start = 0
-            for answer, count, ended, commands in queued:
+            for answer, length, ended, commands in queued:
                 self._report(answer, results[start:start + commands])
                 start += commands
-                answer.commit(count, ended)
+                answer.commit(length, ended)
             return True
 
     @staticmethod
