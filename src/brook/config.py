@@ -60,7 +60,7 @@ class Settings:
     stream_keepalive: float = 15.0
     stream_lease: float = 10.0
     max_answers_per_worker: int = 300
-    max_event_loop_lag: float = 1.0
+    max_event_loop_lag: float = 2.0
     stream_expire: int = 600
     shutdown_grace: float = 25.0
     auth_appservice: bool = False
@@ -323,7 +323,7 @@ def load_settings(env: Mapping[str, str] | None = None,
                             "a number of seconds greater than 0"),
         max_answers_per_worker=_parse(env, "MAX_ANSWERS_PER_WORKER", 300, _positive_int,
                                       "a whole number of answers greater than 0"),
-        max_event_loop_lag=_parse(env, "MAX_EVENT_LOOP_LAG_MS", 1000, _positive_int,
+        max_event_loop_lag=_parse(env, "MAX_EVENT_LOOP_LAG_MS", 2000, _positive_int,
                                   "a whole number of milliseconds greater than 0") / 1000,
         stream_expire=_parse(env, "STREAM_EXPIRE_SECONDS", 600, _positive_int,
                              "a whole number of seconds greater than 0"),
