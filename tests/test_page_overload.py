@@ -23,10 +23,10 @@ from playwright.sync_api import Locator, Page, Route, expect
 
 from .conftest import AppFactory, LiveServer, directive, new_conversation, wait_for_answer
 from .test_a11y import AXE, axe_violations, serve_axe, tab_to
+from .test_browser import ANSWERS, ask, last_answer
 
 pytestmark = pytest.mark.browser
 
-ANSWERS = '.message[data-role="assistant"]'
 QUESTIONS = '.message[data-role="user"]'
 SLOW = directive(tokens=40, gap=0.05)  # about two seconds of answer
 MESSAGES_URL = re.compile(r".*/api/conversations/[^/]+/messages$")
@@ -59,15 +59,6 @@ def api_fixture(chat: Page, site: LiveServer) -> Iterator[httpx.Client]:
     assert cookies, "the page got no owner cookie"
     with httpx.Client(base_url=site.url, cookies=cookies, timeout=20) as client:
         yield client
-
-
-def ask(page: Page, text: str) -> None:
-    page.locator("#prompt").fill(text)
-    page.locator("#prompt").press("Enter")
-
-
-def last_answer(page: Page) -> Locator:
-    return page.locator(ANSWERS).last
 
 
 def busy_status(page: Page) -> Locator:
