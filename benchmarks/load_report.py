@@ -598,11 +598,11 @@ def goal_table(rows: list[dict[str, Any]]) -> str:
     """The burst goals, a row per level: each figure, with "ok" or "NO" where it is a goal
     for that level. Goals: 0 accepted answers stored other than complete, 0 streams cut,
     every refusal a 503 before anything was stored (in brackets: how many said which
-    Retry-After; 2 s is the answer cap, 3 s and up the event loop's lag), as many user and assistant messages
-    stored as 202s, every reader's text the stored one, at least half accepted by the
-    production shape at 1,000 (or more) at once, added TTFT p99 at most 150 ms for one
-    worker at burst:100, and CPU per token at most 1.15x the baseline's (+svc: with Redis's
-    and PostgreSQL's; shown only)."""
+    Retry-After; 2 s is the answer cap, 3 s and up the event loop's lag), as many user and
+    assistant messages stored as 202s, every reader's text the stored one, at least half
+    accepted by the production shape at 1,000 (or more) at once, added TTFT p99 at most
+    150 ms for one worker at burst:100, and CPU per token at most 1.15x the baseline's
+    (+svc: with Redis's and PostgreSQL's; shown only)."""
     def cell(value: list[Any] | None) -> str:
         if value is None:
             return "-"

@@ -22,16 +22,21 @@ from .conftest import (
 )
 
 
-def test_places_are_held_until_the_answer_is_in_flight() -> None:
+def test_places_are_held_while_turns_are_stored_and_counted_once() -> None:
     in_flight = 0
     admission = Admission(3, 60.0, lambda: in_flight, spawn=lambda _probe: None)
-    with admission.slot(), admission.slot():
+    with admission.slot():
+        with admission.slot():
+            admission.check()  # two places held, one free
+            with admission.slot(), pytest.raises(Overloaded) as refused:
+                admission.check()
+            assert refused.value.retry_after >= 1
+        in_flight = 1  # the second went live as its place was given back: counted once
         admission.check()
-        in_flight = 1  # one of them started: it is counted twice for a moment, never zero
-        with pytest.raises(Overloaded) as refused:
+        with admission.slot(), pytest.raises(Overloaded):
             admission.check()
-        assert refused.value.retry_after >= 1
-    admission.check()  # both places are free again; one answer is in flight
+    in_flight = 2
+    admission.check()
     in_flight = 3
     with pytest.raises(Overloaded), admission.slot():
         pass

@@ -72,7 +72,8 @@ def test_a_saturated_worker_loses_no_answer_to_the_other_workers_sweep(
 
 def test_a_burst_beyond_capacity_is_refused_cleanly(
         tmp_path: Path, fake: FakeModelServer, pg_url: str, redis_server: RedisServer) -> None:
-    """Two workers taking four answers each; forty messages at once. The rest get `503
+    """Two workers taking four answers each; forty messages at once. Each worker takes
+    exactly four (an answer is never counted twice while it starts); the rest get `503
     overloaded` with Retry-After and store nothing; every accepted answer is whole."""
     env = cluster_env(fake, pg_url, redis_server.url, MAX_ANSWERS_PER_WORKER="4")
     a, b = Server(tmp_path, env, "a"), Server(tmp_path, env, "b")
@@ -90,7 +91,7 @@ def test_a_burst_beyond_capacity_is_refused_cleanly(
                     gate.wait()
                     responses[i] = client.post(
                         f"/api/conversations/{conversations[i]}/messages",
-                        json={"content": f"q{i} " + directive(tokens=100, gap=0.03)})
+                        json={"content": f"q{i} " + directive(tokens=100, gap=0.1)})
 
             threads = [threading.Thread(target=post, args=(i,)) for i in range(40)]
             for thread in threads:
@@ -99,7 +100,8 @@ def test_a_burst_beyond_capacity_is_refused_cleanly(
                 thread.join()
             accepted = [(i, r.json()) for i, r in enumerate(responses) if r.status_code == 202]
             refused = [r for r in responses if r.status_code != 202]
-            assert 1 <= len(accepted) <= 8 + 8  # four each, and more if some ended meanwhile
+            # Four each: the answers take ten seconds, far longer than the posts.
+            assert sorted(i % 2 for i, _ in accepted) == [0] * 4 + [1] * 4
             assert refused
             for response in refused:
                 assert response.status_code == 503
@@ -165,6 +167,59 @@ class ReconnectingReader(threading.Thread):
             except httpx.TransportError:
                 time.sleep(0.1)  # that instance is gone: the next try picks again
             self.reconnects += 1
+
+
+def test_an_answer_is_counted_once_while_it_starts(
+        tmp_path: Path, fake: FakeModelServer, pg_url: str, redis_server: RedisServer) -> None:
+    """A worker taking four answers, with Redis holding every write: the answers whose turns
+    are stored and whose streams wait on Redis hold one place each, not two (as their own
+    reservation and as live answers), so the worker takes exactly four, then refuses."""
+    a = Server(tmp_path, cluster_env(fake, pg_url, redis_server.url,
+                                     MAX_ANSWERS_PER_WORKER="4"), "a")
+    a.start()
+    engine = create_engine(pg_url)
+
+    def stored_answers() -> int:
+        with engine.connect() as connection:
+            return connection.execute(select(func.count()).where(
+                Message.role == "assistant")).scalar_one()
+
+    try:
+        with httpx.Client(base_url=a.url, timeout=30) as client:
+            client.get("/api/conversations")  # the owner cookie
+            conversations = [new_conversation(client) for _ in range(5)]
+            responses: dict[int, httpx.Response] = {}
+
+            def post(i: int) -> None:
+                with httpx.Client(base_url=a.url, cookies=client.cookies,
+                                  timeout=30) as other:
+                    responses[i] = other.post(
+                        f"/api/conversations/{conversations[i]}/messages",
+                        json={"content": f"q{i} " + directive(tokens=5)})
+
+            redis_server.client().execute_command("CLIENT", "PAUSE", 20000, "WRITE")
+            threads: list[threading.Thread] = []
+            try:
+                for i in range(4):  # one at a time: each waits on Redis once stored
+                    threads.append(threading.Thread(target=post, args=(i,)))
+                    threads[-1].start()
+                    deadline = time.monotonic() + 20
+                    while stored_answers() < i + 1 and i not in responses:
+                        assert time.monotonic() < deadline, "the answer was never stored"
+                        time.sleep(0.02)
+                    assert i not in responses, responses[i].text  # refused, not waiting
+                post(4)
+                assert responses[4].status_code == 503
+                assert responses[4].json()["error"]["code"] == "overloaded"
+            finally:
+                redis_server.client().execute_command("CLIENT", "UNPAUSE")
+            for thread in threads:
+                thread.join()
+            assert [responses[i].status_code for i in range(4)] == [202] * 4
+            assert stored_answers() == 4
+    finally:
+        engine.dispose()
+        a.stop()
 
 
 def test_killing_one_of_two_workers_under_reconnecting_readers(

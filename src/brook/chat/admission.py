@@ -60,9 +60,10 @@ class Admission:
 
     @contextmanager
     def slot(self) -> Iterator[None]:
-        """Admit one answer, holding its place until the block ends (by then it is in
-        flight, or refused): requests that wait on the database meanwhile cannot all be
-        admitted into the same last place."""
+        """Admit one answer, holding its place until the block ends (its turn stored, or
+        refused): requests that wait on the database meanwhile cannot all be admitted into
+        the same last place. The caller makes the answer live right after the block, before
+        anything else runs, so it is counted once throughout."""
         self.check()
         self.reserved += 1
         try:

@@ -110,20 +110,24 @@ class ChatService:
         """
         with self._admitted():
             user, turn = self.turns.send(session, conversation_id, owner, content)
-            return user, self._start(turn)
+        return user, self._start(turn)
 
     def regenerate(self, session: Session, conversation: Conversation, answer: Message
                    ) -> Message:
         with self._admitted():
-            return self._start(self.turns.regenerate(session, conversation, answer))
+            turn = self.turns.regenerate(session, conversation, answer)
+        return self._start(turn)
 
     def edit(self, session: Session, conversation: Conversation, user: Message, content: str
              ) -> tuple[Message, Message]:
         with self._admitted():
             user, turn = self.turns.edit(session, conversation, user, content)
-            return user, self._start(turn)
+        return user, self._start(turn)
 
     def _admitted(self) -> AbstractContextManager[None]:
+        """Hold an answer's place while its turn is stored. The place is given back just
+        before `_start` makes the answer live: nothing between them waits, so no other
+        request sees the answer counted twice (reserved and live) or not at all."""
         if not self.accepting:
             raise Draining
         return self.admission.slot()
