@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from brook.chat.tokens import ChatMessage
 from brook.config import MODEL_HELP, ConfigError, Settings, load_settings
+from brook.messages import ChatMessage
 from brook.providers import ProviderError, Usage, build_provider
 
 from .conftest import (

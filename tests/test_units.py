@@ -8,7 +8,8 @@ import pytest
 import tiktoken
 
 from brook import sse
-from brook.chat.tokens import ChatMessage, TokenCounter, cached_encoding, fit_to_budget
+from brook.chat.tokens import TokenCounter, cached_encoding, fit_to_budget
+from brook.messages import ChatMessage
 
 
 def turns(n: int, words: int = 10) -> list[ChatMessage]:

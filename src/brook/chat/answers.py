@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import Settings
 from ..database import autocommit
+from ..messages import ChatMessage
 from ..models import Message, utcnow
 from ..providers import Provider, ProviderError, Usage
 from .bus import INTERNAL_ERROR, LocalBus
 from .live import LiveAnswer
-from .tokens import ChatMessage
 
 log = logging.getLogger(__name__)
 

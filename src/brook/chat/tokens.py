@@ -13,9 +13,10 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypedDict
 
 import tiktoken
+
+from ..messages import ChatMessage
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +25,6 @@ ENCODING_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tikt
 # every reply is primed with a few more.
 TOKENS_PER_MESSAGE = 4
 TOKENS_PER_REPLY = 3
-
-
-class ChatMessage(TypedDict):
-    role: str
-    content: str
 
 
 def _cache_dir() -> Path:

@@ -21,8 +21,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..config import Settings
+from ..messages import ChatMessage
 from ..models import Conversation, Message, utcnow
-from .tokens import ChatMessage, TokenCounter, fit_to_budget
+from .tokens import TokenCounter, fit_to_budget
 
 TITLE_CHARS = 60
 

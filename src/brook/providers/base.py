@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..chat.tokens import ChatMessage
+from ..messages import ChatMessage
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..chat.tokens import ChatMessage
 from ..config import Settings, local_model_name
+from ..messages import ChatMessage
 from .base import ProviderError, Usage
 from .threads import Channel, Gate, Job, Worker, real
 

@@ -19,8 +19,8 @@ import openai
 from azure.core.credentials import TokenCredential
 
 from ..background import spawn
-from ..chat.tokens import ChatMessage
 from ..config import Settings
+from ..messages import ChatMessage
 from .base import ProviderError, Usage
 
 log = logging.getLogger(__name__)

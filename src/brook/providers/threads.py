@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..background import patched
-from ..chat.tokens import ChatMessage
+from ..messages import ChatMessage
 from .base import ProviderError
 
 log = logging.getLogger(__name__)
