@@ -3,7 +3,6 @@ share a database with no Redis (the database carries the stream and the Stop).""
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -31,8 +30,6 @@ def test_fast_tokens_are_coalesced_and_the_first_is_not_held(
     with live.client() as client:
         conversation_id = new_conversation(client)
         sent = send(client, conversation_id, "x " + directive(tokens=200, gap=0.002))
-        started = time.monotonic()
-        times: list[float] = []
         events: list[dict[str, Any]] = []
         with client.stream("GET", sent["stream_url"]) as response:
             buffer = ""
@@ -42,16 +39,14 @@ def test_fast_tokens_are_coalesced_and_the_first_is_not_held(
                 for block in blocks:
                     for event in sse.parse(block + "\n\n"):
                         events.append(event)
-                        times.append(time.monotonic() - started)
         answer = wait_for_answer(client, conversation_id, sent["assistant_message"]["id"])
     messages = [e for e in events if e["event"] == "message"]
     assert text_of(events) == answer["content"]
     # 200 tokens over ~0.4 s in 100 ms windows: a handful of events, not 200.
     assert 2 <= len(messages) <= 15, len(messages)
-    # The first token went out as soon as it came, not after a window.
-    first = next(i for i, e in enumerate(events) if e["event"] == "message")
+    # The first token went out as soon as it came, not after a window (which would have
+    # gathered some fifty).
     assert len(messages[0]["data"]["text"].split()) <= 3
-    assert times[first] < 1.0
 
 
 def test_idle_streams_get_keepalive_comments(make_app: AppFactory, serve: Any,

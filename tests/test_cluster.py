@@ -99,16 +99,14 @@ def test_killed_generator_ends_interrupted_for_readers_elsewhere(
         conversation_id = new_conversation(ca)
         sent = send(ca, conversation_id, "long " + directive(tokens=3000, gap=0.01))
         events: list[dict[str, Any]] = []
+        read_events(cb, sent["stream_url"], limit=5)  # the answer is under way
         reader = threading.Thread(target=lambda: events.extend(
             read_events(cb, sent["stream_url"])))
         reader.start()
-        time.sleep(1.0)
         a.kill()
-        killed_at = time.monotonic()
-        reader.join(timeout=15)
+        # The lease is 2 s; the reader waits on its end, never on a clock.
+        reader.join(timeout=30)
         assert not reader.is_alive(), "the reader on B never got an end"
-        # Within the lease (2 s) plus one sweep period.
-        assert time.monotonic() - killed_at < 6
         assert events[-1]["event"] == "end"
         assert events[-1]["data"]["status"] == "interrupted"
         answer = wait_for_answer(cb, conversation_id, sent["assistant_message"]["id"])

@@ -30,25 +30,27 @@ class Overloaded(Exception):
 
 class Admission:
     def __init__(self, max_answers: int, max_lag: float, in_flight: Callable[[], int],
-                 spawn: Callable[[Callable[[], None]], None]) -> None:
+                 spawn: Callable[[Callable[[], None]], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.max_answers = max_answers
         self.max_lag = max_lag
         self.in_flight = in_flight
+        self.clock = clock
         self.lag = 0.0  # how late the probe woke last time
         self.reserved = 0  # answers admitted whose generation has not started yet
-        self._due = time.monotonic() + PROBE_SECONDS
+        self._due = clock() + PROBE_SECONDS
         self._closed = False
         spawn(self._probe)
 
     def _probe(self) -> None:
         while not self._closed:
-            self._due = time.monotonic() + PROBE_SECONDS
+            self._due = self.clock() + PROBE_SECONDS
             time.sleep(PROBE_SECONDS)
-            self.lag = max(0.0, time.monotonic() - self._due)
+            self.lag = max(0.0, self.clock() - self._due)
 
     def current_lag(self) -> float:
         """How late the event loop runs: the last probe's lateness, or more if overdue now."""
-        return max(self.lag, time.monotonic() - self._due)
+        return max(self.lag, self.clock() - self._due)
 
     def check(self) -> None:
         """Raise `Overloaded` unless this worker can take another answer now."""
