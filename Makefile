@@ -46,9 +46,10 @@ demo: $(VENV)/.installed  ## Brook against the fake model server: no account nee
 	trap 'kill $$!' EXIT; \
 	OPENAI_BASE_URL=http://127.0.0.1:8001/v1 OPENAI_MODEL=fake $(BIN)/brook serve
 
-lint: $(VENV)/.installed-dev
+lint: $(VENV)/.installed-dev  ## ruff, mypy, and the import layers (lint-imports: pyproject's [tool.importlinter])
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 test: lint infra-tools  ## ruff, mypy, then every test (PostgreSQL on 127.0.0.1:5432, /usr/bin/chromium)
 	$(BIN)/pytest
