@@ -1,47 +1,16 @@
-// Answers: sending a message, stopping, regenerating, editing and resending, and following
-// an answer's stream into its message.
+// Answers: sending a message, stopping, regenerating, editing and resending (follow.js
+// follows each answer's stream into its message).
 import { api, urls } from "./api.js";
 import { isBusy } from "./busy.js";
 import { copyText, flashCopied } from "./clipboard.js";
 import { countChars } from "./composer.js";
-import { createMessage, editMessage, setConnection, setStatus } from "./messages.js";
-import { AnswerStream } from "./stream.js";
-import { refreshList, refreshUi, syncConversation } from "./conversations.js";
+import { syncConversation } from "./conversations.js";
+import { attach } from "./follow.js";
+import { createMessage, editMessage } from "./messages.js";
+import { refreshList, refreshUi } from "./refresh.js";
 import {
   announce, broadcast, clearNotice, els, MAX_CHARS, plainUrl, showNotice, state, ui,
 } from "./state.js";
-
-export function attach(record, url) {
-  const conversationId = state.currentId;
-  state.streams.get(record.id)?.close();
-  setStatus(record, "streaming", null);
-  const stream = new AnswerStream(url, record.view, {
-    render: () => ui.follower.changed(),
-    error: (error) => {
-      setStatus(record, "streaming", error);
-      ui.follower.changed();
-    },
-    connection: (connection) => setConnection(record, connection),
-    end: (status, error) => {
-      if (state.streams.get(record.id) === stream) state.streams.delete(record.id);
-      setStatus(record, status, error);
-      refreshUi();
-      ui.follower.changed();
-      refreshList();
-    },
-    recover: async () => {
-      try {
-        const conversation = await api("GET", urls.conversation(conversationId));
-        return conversation.messages.find((m) => m.id === record.id) || null;
-      } catch (err) {
-        if (err.status === 404) return null;
-        throw err;
-      }
-    },
-  });
-  state.streams.set(record.id, stream);
-  refreshUi();
-}
 
 /** Runs one request that starts an answer; `apply(result)` shows it if the view is the same.
  * Refused because Brook is busy (nothing was stored), it is sent again on its own (busy.js).

@@ -1,26 +1,15 @@
-// The conversation shown: opening, refreshing after another tab changed it, renaming,
-// deleting, and the list of conversations.
+// The conversation shown: opening, refreshing after another tab changed it, renaming and
+// deleting (refresh.js reloads the list of conversations).
 import { api, urls } from "./api.js";
-import { createMessage, updateActions } from "./messages.js";
-import { attach } from "./answers.js";
+import { attach } from "./follow.js";
+import { createMessage } from "./messages.js";
+import { refreshList, refreshUi } from "./refresh.js";
 import {
   broadcast, clearNotice, els, plainUrl, setTitle, showNotice, state, ui,
 } from "./state.js";
 
-// The responses early.js started before the modules loaded (none if it did not run).
-const { takeConversation, takeList } = window.brookEarly
-  || { takeConversation: () => null, takeList: () => null };
-
-export function refreshUi() {
-  // While a message waits to be sent again (busy.js), Send sends it now; while an edit or
-  // a regenerate waits, nothing else starts.
-  const waiting = ui.busy.waiting;
-  const busy = state.sending || state.streams.size > 0 || Boolean(ui.busy.kind);
-  ui.composer.setState(state.sending ? "sending" : state.streams.size ? "streaming"
-    : waiting && waiting !== "message" ? "waiting" : "idle");
-  const last = state.records.at(-1);
-  for (const record of state.records) updateActions(record, { isLast: record === last, busy });
-}
+// The conversation response early.js started before the modules loaded (none if it did not run).
+const { takeConversation } = window.brookEarly || { takeConversation: () => null };
 
 export function recordOf(node) {
   const el = node.closest(".message");
@@ -30,22 +19,6 @@ export function recordOf(node) {
 export function closeStreams() {
   for (const stream of state.streams.values()) stream.close();
   state.streams.clear();
-}
-
-export async function refreshList() {
-  const token = ++state.listToken;
-  let data;
-  try {
-    data = await api("GET", urls.conversations, null, takeList());
-  } catch (err) {
-    showNotice(err.message);
-    return;
-  }
-  if (token !== state.listToken) return;
-  state.conversations = data.conversations;
-  ui.sidebar.render(data.conversations);
-  const current = data.conversations.find((c) => c.id === state.currentId);
-  if (current) setTitle(current.title);
 }
 
 export function resetView(id) {

@@ -2,8 +2,9 @@
 // names), started the moment this small file arrives and their JSON parsed as soon as it
 // arrives, while the page's modules still load. It is the page's one classic script, loaded
 // first and parser-blocking: the browser runs such a script as soon as it is fetched, where
-// it may hold an async module back until after the first paint. conversations.js takes the
-// responses from window.brookEarly, once each, and reads them with api.js.
+// it may hold an async module back until after the first paint. refresh.js (the list) and
+// conversations.js take the responses from window.brookEarly, once each, and read them with
+// api.js.
 (() => {
   const start = (url) => {
     const response = fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })

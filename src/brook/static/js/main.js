@@ -1,13 +1,15 @@
 // Brook's chat page: sets up the sidebar, the message log and the composer, and wires the
-// page's events to conversations.js and answers.js. Plain ES modules, no build step.
+// page's events to conversations.js and answers.js. Plain ES modules, no build step, and no
+// import cycles: each module imports only modules below it (tests/test_layers.py).
 import { Backlog } from "./backlog.js";
 import { BusyNotice } from "./busy.js";
 import { Composer } from "./composer.js";
 import { copy, editAndResend, regenerate, sendMessage, stopAnswers } from "./answers.js";
 import {
-  openConversation, recordOf, refreshList, removeConversation, renameConversation,
-  showNewChat, syncConversation,
+  openConversation, recordOf, removeConversation, renameConversation, showNewChat,
+  syncConversation,
 } from "./conversations.js";
+import { refreshList } from "./refresh.js";
 import { Follower } from "./scroll.js";
 import { Sidebar } from "./sidebar.js";
 import {
