@@ -51,7 +51,7 @@ lint: $(VENV)/.installed-dev  ## ruff, mypy, and the import layers (lint-imports
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
 
-test: lint infra-tools  ## ruff, mypy, then every test (PostgreSQL on 127.0.0.1:5432, /usr/bin/chromium)
+test: lint infra-tools  ## ruff, mypy, lint-imports, then every test (PostgreSQL on 127.0.0.1:5432, /usr/bin/chromium)
 	$(BIN)/pytest
 
 vendor:  ## refresh the vendored front-end libraries from npm
