@@ -126,10 +126,13 @@ def test_redis_restarted_mid_answer(cluster: tuple[Server, Server],
         redis_server.stop()
         time.sleep(0.5)
         redis_server.start()
-        # Let the writer publish into the new, empty Redis: its stream now lacks the
+        # Wait for the writer to publish into the new, empty Redis: its stream now lacks the
         # beginning, which a reader from the start must not mistake for the whole answer.
-        time.sleep(0.5)
+        stream_key = key(uuid.UUID(sent["assistant_message"]["id"]))
         deadline = time.monotonic() + 20
+        while not redis_server.client().exists(stream_key):
+            assert time.monotonic() < deadline, "the writer never published again"
+            time.sleep(0.05)
         while time.monotonic() < deadline:
             headers: dict[str, str] = {"Last-Event-ID": last_id} if last_id else {}
             try:

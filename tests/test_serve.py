@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, select
 
 from brook.fakemodel import FakeModelServer
+from brook.models import Message
 
 from .conftest import (
     BROOK,
@@ -41,7 +44,8 @@ def server(tmp_path: Path, fake: FakeModelServer, database_url: str) -> Iterator
     s.stop()
 
 
-def test_gunicorn_gevent_serves_and_a_restart_marks_interrupted(server: Server) -> None:
+def test_gunicorn_gevent_serves_and_a_restart_marks_interrupted(server: Server,
+                                                                 database_url: str) -> None:
     server.start()
     with httpx.Client(base_url=server.url, timeout=20) as client:
         assert "Brook" in client.get("/").text
@@ -49,7 +53,16 @@ def test_gunicorn_gevent_serves_and_a_restart_marks_interrupted(server: Server) 
         sent = send(client, conversation_id, "long " + directive(tokens=2000, gap=0.01))
         first = text_of(read_events(client, sent["stream_url"], limit=30))
         assert first
-        time.sleep(0.5)  # let a batch reach the database
+        engine = create_engine(database_url)
+        deadline = time.monotonic() + 20
+        with engine.connect() as connection:  # wait for a batch to reach the database
+            while len(connection.execute(select(Message.content).where(
+                    Message.id == uuid.UUID(sent["assistant_message"]["id"]))).scalar_one()
+                       ) < len(first):
+                assert time.monotonic() < deadline, "no batch reached the database"
+                connection.rollback()
+                time.sleep(0.05)
+        engine.dispose()
         server.kill()
 
         server.start()
