@@ -13,6 +13,9 @@ from brook.config import (
     DEFAULT_LOCAL_MODEL,
     DEFAULT_SYSTEM_PROMPT,
     ConfigError,
+    environment_variables,
+    library_environment,
+    load_serving_settings,
     load_settings,
     local_model_installed,
 )
@@ -88,6 +91,14 @@ def test_providers_chosen_from_variables(tmp_path: Path) -> None:
         ({"TRUSTED_PROXIES": "x"}, ["TRUSTED_PROXIES"]),
         ({"LOG_LEVEL": "LOUD"}, ["LOG_LEVEL"]),
         ({"DATABASE_URL": "mysql://root@localhost/brook"}, ["DATABASE_URL"]),
+        ({"DATABASE_ENTRA_AUTH": "true"}, ["DATABASE_ENTRA_AUTH", "DATABASE_URL"]),
+        ({"REDIS_URL": "http://cache:6379"}, ["REDIS_URL"]),
+        ({"STREAM_COALESCE_MS": "-1"}, ["STREAM_COALESCE_MS"]),
+        ({"MAX_EVENT_LOOP_LAG_MS": "0"}, ["MAX_EVENT_LOOP_LAG_MS"]),
+        ({"SHUTDOWN_GRACE_SECONDS": "-5"}, ["SHUTDOWN_GRACE_SECONDS"]),
+        ({"PORT": "99999"}, ["PORT"]),
+        ({"WEB_CONCURRENCY": "0"}, ["WEB_CONCURRENCY"]),
+        ({"GUNICORN_WORKER_CONNECTIONS": "many"}, ["GUNICORN_WORKER_CONNECTIONS"]),
     ],
 )
 def test_bad_settings_name_the_variable(tmp_path: Path, env: dict[str, str],
@@ -145,20 +156,126 @@ def test_postgres_not_migrated_stops_start_up(tmp_path: Path) -> None:
 
 
 def test_every_variable_is_documented() -> None:
-    """Each variable the code reads is in .env.sample and in the README's table."""
-    import re
-
+    """Each variable the settings read is in .env.sample and in the README's table."""
     root = Path(__file__).resolve().parent.parent
-    source = "".join(p.read_text() for p in (root / "src" / "brook").rglob("*.py"))
-    read = set(re.findall(r'(?:_get|_parse|env\.get|environ\.get)\(\s*(?:env,\s*)?"([A-Z_]{4,})"',
-                          source))
-    read |= set(re.findall(r'for n in \("([A-Z_]+)", "([A-Z_]+)"\)', source)[0])
-    assert {"DATABASE_URL", "OPENAI_API_KEY", "PORT", "BROOK_INSTANCE_PATH"} <= read
+    read = environment_variables()
+    assert {"DATABASE_URL", "OPENAI_API_KEY", "PORT", "BROOK_INSTANCE_PATH",
+            "GUNICORN_WORKER_CONNECTIONS", "TIKTOKEN_CACHE_DIR", "OMP_NUM_THREADS"} <= set(read)
     sample = (root / ".env.sample").read_text()
     readme = (root / "README.md").read_text()
-    for name in sorted(read):
+    for name in read:
         assert f"{name}=" in sample, f"{name} is missing from .env.sample"
         assert f"`{name}`" in readme, f"{name} is missing from the README's table"
+
+
+# Writes, not reads: `brook serve --dev` sets Flask's debug mode for Flask (and the reloader's
+# child process) to read, as `flask --debug run` does.
+ALLOWED_OUTSIDE_CONFIG = {("cli.py", 'os.environ["FLASK_DEBUG"] = "1"')}
+
+
+def test_no_settings_are_read_outside_config() -> None:
+    """Only config.py reads the environment (or .env): every variable is one of its fields."""
+    import re
+
+    package = Path(__file__).resolve().parent.parent / "src" / "brook"
+    reads = re.compile(r"\benviron\b|\bgetenv\b|\bputenv\b|dotenv")
+    found = set()
+    for path in package.rglob("*.py"):
+        if path.name == "config.py" and path.parent == package:
+            continue
+        for line in path.read_text().splitlines():
+            if reads.search(line) and not line.lstrip().startswith("#"):
+                found.add((str(path.relative_to(package)), line.strip()))
+    assert found == ALLOWED_OUTSIDE_CONFIG
+
+
+def test_serving_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gunicorn's configuration reads HOST, PORT and the rest through the settings, and needs
+    none of the app's (a DATABASE_URL it could not use is not its concern)."""
+    import importlib
+
+    assert load_serving_settings({}).model_dump() == {
+        "host": "127.0.0.1", "port": 8000, "web_concurrency": 1,
+        "worker_connections": 10_000, "shutdown_grace": 25.0}
+    env = {"HOST": "0.0.0.0", "PORT": "9000", "WEB_CONCURRENCY": " 4 ",
+           "GUNICORN_WORKER_CONNECTIONS": "500", "SHUTDOWN_GRACE_SECONDS": "2.5",
+           "DATABASE_URL": "mysql://root@localhost/brook"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    from brook import gunicorn_conf
+
+    conf = importlib.reload(gunicorn_conf)
+    assert (conf.bind, conf.workers, conf.worker_connections) == ("0.0.0.0:9000", 4, 500)
+    assert conf.graceful_timeout == 7
+    for name in env:
+        monkeypatch.delenv(name)
+    importlib.reload(gunicorn_conf)
+    with pytest.raises(ConfigError, match="WEB_CONCURRENCY='none' is not valid"):
+        load_serving_settings({"WEB_CONCURRENCY": "none"})
+    with pytest.raises(ConfigError, match="PORT='http' is not valid"):
+        load_serving_settings({"PORT": "http"})
+
+
+def test_serve_reports_a_bad_port_plainly(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("PORT=eighty\n")
+    monkeypatch.delenv("PORT", raising=False)
+    result = CliRunner().invoke(main, ["serve"])
+    monkeypatch.delenv("PORT", raising=False)  # load_dotenv set it in os.environ
+    assert result.exit_code == 1
+    assert "PORT='eighty' is not valid: set it to a port number" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_library_variables_come_from_the_process(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """tiktoken and torch read their variables from the process environment, so Brook does
+    too, in tiktoken's order, whatever mapping the app's settings came from."""
+    monkeypatch.delenv("TIKTOKEN_CACHE_DIR", raising=False)
+    monkeypatch.setenv("DATA_GYM_CACHE_DIR", str(tmp_path / "old"))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert library_environment().tiktoken_cache_dir == tmp_path / "old"
+    assert library_environment().omp_num_threads is None
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "new"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert library_environment().tiktoken_cache_dir == tmp_path / "new"
+    assert library_environment().omp_num_threads == "2"
+
+
+def test_blank_values_take_the_default(tmp_path: Path) -> None:
+    settings = load_settings({"SYSTEM_PROMPT": "  ", "MODEL_TIMEOUT": "", "OPENAI_MODEL": " ",
+                              "OPENAI_API_KEY": " k "}, tmp_path)
+    assert settings.system_prompt == DEFAULT_SYSTEM_PROMPT
+    assert settings.model_timeout == 60.0
+    assert (settings.openai_model, settings.openai_api_key) == ("gpt-4o-mini", "k")
+
+
+def test_every_bad_variable_is_reported_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"MODEL_TIMEOUT": "soon", "FLUSH_CHARS": "-1", "LOG_LEVEL": "LOUD"},
+                      tmp_path)
+    lines = str(caught.value).splitlines()
+    assert [line.split("=")[0] for line in lines] == ["MODEL_TIMEOUT", "FLUSH_CHARS",
+                                                     "LOG_LEVEL"]
+
+
+def test_secrets_stay_out_of_repr(tmp_path: Path) -> None:
+    settings = load_settings({
+        "DATABASE_URL": "postgresql://brook:hunter2@db:5432/brook", "SECRET_KEY": "s3cret",
+        "AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com", "AZURE_OPENAI_DEPLOYMENT": "d",
+        "AZURE_OPENAI_API_KEY": "az-key", "REDIS_URL": "rediss://:redispw@cache:6380/0",
+        "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=ikey"}, tmp_path)
+    for secret in ("hunter2", "s3cret", "az-key", "redispw", "ikey"):
+        assert secret not in repr(settings)
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    settings = load_settings({}, tmp_path)
+    with pytest.raises(ValidationError):
+        settings.max_message_chars = 1
 
 
 def test_dev_server_starts(tmp_path: Path) -> None:

@@ -118,6 +118,7 @@ NOT_SET = {
     "LOCAL_MODEL_CONCURRENCY": "local model only",
     "LOCAL_MODEL_QUEUE": "local model only",
     "LOCAL_MODEL_MAX_TOKENS": "local model only",
+    "OMP_NUM_THREADS": "local model only (read by torch; unset, Brook leaves one core free)",
 }
 
 # App Service settings that Brook does not read.
@@ -146,13 +147,11 @@ NOT_OUTPUT = {
 
 
 def variables_brook_reads() -> set[str]:
-    """The variables Brook's source reads: test_config's patterns, plus loops over names."""
-    source = "".join(p.read_text() for p in (ROOT / "src" / "brook").rglob("*.py"))
-    read = set(re.findall(r'(?:_get|_parse|env\.get|environ\.get)\(\s*(?:env,\s*)?"([A-Z_]{4,})"',
-                          source))
-    for names in re.findall(r'for \w+ in \(((?:\s*"[A-Z][A-Z0-9_]{3,}",?)+)\s*\)', source):
-        read |= set(re.findall(r'"([A-Z][A-Z0-9_]+)"', names))
-    return read
+    """The variables Brook reads: its settings' fields (test_config checks that nothing
+    outside brook.config reads the environment)."""
+    from brook.config import environment_variables
+
+    return set(environment_variables())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from datetime import timedelta
 from pathlib import Path
 
 from azure.core.credentials import TokenCredential
-from dotenv import load_dotenv
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -31,16 +30,14 @@ def create_app(env: Mapping[str, str] | None = None, *,
                credential: TokenCredential | None = None) -> Flask:
     """The app factory.
 
-    `env` replaces the process environment (tests pass their own); without it Brook reads
-    `os.environ`, after loading `.env` from the working directory if there is one.
+    `env` replaces the process environment for Brook's settings (tests pass their own);
+    without it Brook reads the process environment, after loading `.env` from the working
+    directory if there is one (see config.py).
     `credential` signs in to Azure (Entra ID) where keyless access is configured; by default
     a `DefaultAzureCredential` (managed identity in Azure, developer sign-in locally).
     """
-    if env is None:
-        load_dotenv(".env")
-        env = os.environ
-    instance = Path(env.get("BROOK_INSTANCE_PATH") or "instance").resolve()
-    settings = load_settings(env, instance)
+    settings = load_settings(env)
+    instance = settings.instance_path
     _configure_logging(settings)
     telemetry = init_telemetry(settings)
     # Static files under /static/<hash of their bytes>/: see assets.py.

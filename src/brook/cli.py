@@ -4,20 +4,18 @@ own commands."""
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import click
-from dotenv import load_dotenv
 from flask import Flask
 from flask.cli import FlaskGroup
 from sqlalchemy.orm import sessionmaker
 
 from . import azure_credential, create_app, database
-from .config import ConfigError, load_settings
+from .config import ConfigError, Settings, load_settings
 
 
-def _settings_from_env() -> Any:
-    load_dotenv(".env")
+def _settings_from_env() -> Settings:
+    """The settings from `.env` and the environment, or a plain error for the console."""
     try:
         return load_settings()
     except ConfigError as exc:
@@ -102,15 +100,19 @@ def db_seed(count: int, seed_value: int | None, owner: str | None, owner_of: str
 
 @main.command("serve", with_appcontext=False)
 @click.option("--dev", is_flag=True, help="Flask's reloading development server.")
-@click.option("--host", default=lambda: os.environ.get("HOST", "127.0.0.1"),
-              show_default="HOST or 127.0.0.1")
-@click.option("--port", type=int, default=lambda: int(os.environ.get("PORT", "8000")),
+# The defaults are the settings' (HOST, PORT, WEB_CONCURRENCY, also from `.env`), read after
+# the command line is parsed: a bad variable is then reported like any other.
+@click.option("--host", default=None, show_default="HOST or 127.0.0.1")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
               show_default="PORT or 8000")
-@click.option("--workers", type=int, default=lambda: int(os.environ.get("WEB_CONCURRENCY", "1")),
+@click.option("--workers", type=click.IntRange(1), default=None,
               show_default="WEB_CONCURRENCY or 1")
-def serve(dev: bool, host: str, port: int, workers: int) -> None:
+def serve(dev: bool, host: str | None, port: int | None, workers: int | None) -> None:
     """Serve Brook: gunicorn with gevent workers, or the dev server with --dev."""
     settings = _settings_from_env()
+    host = settings.host if host is None else host
+    port = settings.port if port is None else port
+    workers = settings.web_concurrency if workers is None else workers
     if settings.database_url.startswith("sqlite:"):
         database.upgrade(settings.database_url)
     # Answers the previous run of this server left `streaming` cannot continue: each
@@ -119,7 +121,8 @@ def serve(dev: bool, host: str, port: int, workers: int) -> None:
         from werkzeug.serving import run_simple
 
         # Flask's debug mode, as `flask --debug run` sets it (the reloader's child inherits
-        # it): templates reload, and static files are not cached (assets.py).
+        # it): templates reload, and static files are not cached (assets.py). A write, for
+        # Flask to read: the one place outside config.py that touches the environment.
         os.environ["FLASK_DEBUG"] = "1"
         # Flask's app.run() refuses to run under the flask CLI; werkzeug's is what it calls.
         run_simple(host, port, _cli_app(), use_reloader=True, use_debugger=True,

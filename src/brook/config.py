@@ -1,23 +1,57 @@
-"""Settings: read once from the environment (and an optional `.env`) in the app factory.
+"""Settings: every environment variable Brook reads, typed, in one place.
 
-Every variable Brook reads is parsed here and nowhere else. A missing, malformed or
-contradictory value raises `ConfigError` naming the variable and what to set, so start-up
-stops with a message a person can act on instead of a stack trace later.
+Three pydantic-settings models, and nowhere else in Brook reads the environment:
+
+- `ServingSettings`: where `brook serve` and gunicorn listen and how many workers they run.
+  gunicorn's configuration (`gunicorn_conf.py`) needs only these, so it builds only these.
+- `Settings`: the app's settings (database, model, streams, web), which include the serving
+  ones. `create_app` reads them once, from the environment or from a mapping a test passes.
+- `LibraryEnvironment`: variables that a library reads from the process environment itself
+  (tiktoken, torch). Brook must read them there too, to agree with the library.
+
+A missing, malformed or contradictory value raises `ConfigError` naming the variable and what
+to set, so start-up stops with a message a person can act on instead of a stack trace later.
+Values are stripped, and a blank one counts as unset (its default applies).
+
+Without an explicit mapping Brook first loads `.env` from the working directory into the
+process environment (python-dotenv; a variable already set wins). Into the process
+environment rather than only into these models: the libraries that read their own variables
+(azure-identity's AZURE_CLIENT_ID, tiktoken, torch, Hugging Face) and gunicorn's workers
+see them too.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Any, Literal, Self
 
-T = TypeVar("T")
+from dotenv import load_dotenv
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 ProviderKind = Literal["openai", "azure", "local", "none"]
 LocalDevice = Literal["auto", "cpu", "cuda"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer in Markdown."
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
@@ -27,62 +61,6 @@ DEFAULT_LOCAL_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 
 class ConfigError(ValueError):
     """A setting is missing, malformed or contradicts another one."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Typed settings. Field names mirror the environment variables in `.env.sample`."""
-
-    database_url: str
-    secret_key: str | None = None
-    provider: ProviderKind = "none"
-    openai_api_key: str | None = field(default=None, repr=False)
-    openai_base_url: str | None = None
-    openai_model: str = "gpt-4o-mini"
-    azure_openai_endpoint: str | None = None
-    azure_openai_deployment: str | None = None
-    azure_openai_api_key: str | None = field(default=None, repr=False)
-    azure_openai_api_version: str = DEFAULT_AZURE_API_VERSION
-    model_timeout: float = 60.0
-    model_connect_timeout: float = 10.0
-    model_max_retries: int = 2
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    prompt_token_budget: int = 16_000
-    max_message_chars: int = 32_000
-    flush_interval: float = 0.25
-    flush_chars: int = 2_000
-    database_entra_auth: bool = False
-    database_pool_timeout: float = 30.0
-    database_pool_size: int = 20
-    appinsights_connection_string: str | None = field(default=None, repr=False)
-    redis_url: str | None = field(default=None, repr=False)
-    stream_coalesce: float = 0.025
-    stream_keepalive: float = 15.0
-    stream_lease: float = 10.0
-    max_answers_per_worker: int = 300
-    max_event_loop_lag: float = 2.0
-    stream_expire: int = 600
-    shutdown_grace: float = 25.0
-    auth_appservice: bool = False
-    trusted_proxies: int = 0
-    log_level: str = "INFO"
-    local_model: str = DEFAULT_LOCAL_MODEL
-    local_model_concurrency: int = 1
-    local_model_queue: int = 8
-    local_model_max_tokens: int = 1024
-    local_model_device: LocalDevice = "auto"
-
-    @property
-    def model_name(self) -> str | None:
-        """The name stored with each answer: the Azure deployment, the OpenAI model, or the
-        local model's hub id (a local folder's name only: its path stays on the server)."""
-        if self.provider == "azure":
-            return self.azure_openai_deployment
-        if self.provider == "openai":
-            return self.openai_model
-        if self.provider == "local":
-            return local_model_name(self.local_model)
-        return None
 
 
 MODEL_HELP = (
@@ -110,91 +88,248 @@ def local_model_name(value: str) -> str:
     return Path(value).name if is_local_path(value) else value
 
 
-def _get(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name)
-    if value is None or not value.strip():
-        return None
-    return value.strip()
+# -- reading the environment ------------------------------------------------------------------
+
+class _Environment(EnvSettingsSource):
+    """Environment variables from `environ` (the process's, or a mapping a test passes):
+    values stripped, blank ones left out so that their defaults apply."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.env_vars = {name: value.strip() for name, value in environ.items()
+                         if isinstance(value, str) and value.strip()}
 
 
-def _parse(env: Mapping[str, str], name: str, default: T, convert: Callable[[str], T],
-           what: str) -> T:
-    raw = _get(env, name)
-    if raw is None:
-        return default
-    try:
-        return convert(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not valid: set it to {what}.") from None
+class _FromEnvironment(BaseSettings):
+    """Base of Brook's settings: variables matched by their exact (upper-case) names, read
+    only through `_build`, which turns validation errors into `ConfigError`."""
 
-
-def _positive_float(raw: str) -> float:
-    value = float(raw)
-    if not value > 0:
-        raise ValueError(raw)
-    return value
-
-
-def _non_negative_float(raw: str) -> float:
-    value = float(raw)
-    if not value >= 0:
-        raise ValueError(raw)
-    return value
-
-
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise ValueError(raw)
-    return value
-
-
-def _non_negative_int(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise ValueError(raw)
-    return value
-
-
-def _bool(raw: str) -> bool:
-    lowered = raw.lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(raw)
-
-
-def _database_url(env: Mapping[str, str], instance_path: Path) -> str:
-    url = _get(env, "DATABASE_URL")
-    if url is None:
-        return f"sqlite:///{instance_path / 'brook.db'}"
-    # Users and Azure hand out plain postgres URLs; Brook speaks psycopg 3.
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
-    if url.startswith(("postgresql+psycopg://", "sqlite:")):
-        return url
-    raise ConfigError(
-        f"DATABASE_URL={url.split('://')[0]}://… is not supported: set it to "
-        "postgresql://user@host:5432/dbname (PostgreSQL) or sqlite:///path/to/file.db."
+    model_config = SettingsConfigDict(
+        frozen=True,
+        case_sensitive=True,
+        extra="forbid",  # Settings(field=...) in code is a mistake: pass a mapping to _build
+        hide_input_in_errors=True,  # a ValidationError never carries a secret
+        protected_namespaces=(),  # model_timeout etc. are Brook's names, not pydantic's
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """`Settings()` reads the process environment the way `_build` reads a mapping."""
+        return init_settings, _Environment(settings_cls, os.environ)
 
-def _redis_url(env: Mapping[str, str]) -> str | None:
-    url = _get(env, "REDIS_URL")
-    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+    @classmethod
+    def _build(cls, env: Mapping[str, str] | None) -> Self:
+        """Validate `env` (default: `.env`, then the process environment) into settings."""
+        source = _Environment(cls, process_environment() if env is None else env)
+        try:
+            # pydantic-settings' own argument: build from these sources only (no mypy plugin).
+            return cls(_build_sources=((source,), {}))  # type: ignore[call-arg]
+        except ValidationError as exc:
+            raise _config_error(cls, exc, source.env_vars) from None
+
+
+def _config_error(model: type[BaseSettings], exc: ValidationError,
+                  env: Mapping[str, Any]) -> ConfigError:
+    """One `ConfigError` for every problem, each naming its variable and what to set."""
+    described = {}
+    for field in model.model_fields.values():
+        for name in _names(field.validation_alias):
+            described[name] = field.description or "a valid value"
+    messages = []
+    for error in exc.errors():
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, ConfigError):  # a validator's own message
+            message = str(cause)
+        elif error["loc"] and error["loc"][0] in described:
+            name = str(error["loc"][0])
+            message = f"{name}={env.get(name)!r} is not valid: set it to {described[name]}."
+        else:  # not expected: every field is read from a named variable
+            message = f"{error['msg']} (at {'.'.join(map(str, error['loc']))})."
+        if message not in messages:
+            messages.append(message)
+    return ConfigError("\n".join(messages))
+
+
+def _names(alias: str | AliasChoices | Any) -> list[str]:
+    if isinstance(alias, str):
+        return [alias]
+    if isinstance(alias, AliasChoices):
+        return [choice for choice in alias.choices if isinstance(choice, str)]
+    return []
+
+
+def _milliseconds(value: object) -> object:
+    """A variable in whole milliseconds (`FLUSH_INTERVAL_MS=250`) as seconds (0.25)."""
+    return int(value) / 1000 if isinstance(value, str) else value
+
+
+def _variable(name: str, default: Any, what: str | None = None, **constraints: Any) -> Any:
+    """A field read from the variable `name`; `what` completes "set it to ..." in errors."""
+    return Field(default, validation_alias=name, description=what, **constraints)
+
+
+def _secret(name: str) -> Any:
+    """An optional secret: never shown in `repr` (logs, tracebacks)."""
+    return Field(None, validation_alias=name, repr=False)
+
+
+Milliseconds = Annotated[float, BeforeValidator(_milliseconds)]
+SECONDS = "a number of seconds greater than 0"
+
+
+# -- the settings ------------------------------------------------------------------------------
+
+class ServingSettings(_FromEnvironment):
+    """Where `brook serve` and gunicorn listen, and how: all gunicorn's configuration needs,
+    so it reads no database or model settings (and fails on none of them)."""
+
+    host: str = _variable("HOST", "127.0.0.1")
+    port: int = _variable("PORT", 8000, "a port number from 1 to 65535", ge=1, le=65535)
+    web_concurrency: PositiveInt = _variable(
+        "WEB_CONCURRENCY", 1, "a whole number of gunicorn workers greater than 0")
+    worker_connections: PositiveInt = _variable(
+        "GUNICORN_WORKER_CONNECTIONS", 10_000, "a whole number of connections greater than 0")
+    shutdown_grace: NonNegativeFloat = _variable(
+        "SHUTDOWN_GRACE_SECONDS", 25.0, "a number of seconds, 0 or more")
+
+
+class Settings(ServingSettings):
+    """Typed settings: each field names the variable it is read from (see `.env.sample`)."""
+
+    # Always set by _derived: made absolute against the working directory at start-up.
+    instance_path: Path = _variable("BROOK_INSTANCE_PATH", Path("instance"))
+    # Always set by _derived: the SQLite file in the instance folder unless DATABASE_URL is.
+    database_url: str = Field("", validation_alias="DATABASE_URL", repr=False)
+    secret_key: str | None = _secret("SECRET_KEY")
+    provider: ProviderKind = _variable(
+        "MODEL_PROVIDER", "none", "auto, openai, azure, local or none")
+    openai_api_key: str | None = _secret("OPENAI_API_KEY")
+    openai_base_url: str | None = _variable("OPENAI_BASE_URL", None)
+    openai_model: str = _variable("OPENAI_MODEL", "gpt-4o-mini")
+    azure_openai_endpoint: str | None = _variable("AZURE_OPENAI_ENDPOINT", None)
+    azure_openai_deployment: str | None = _variable("AZURE_OPENAI_DEPLOYMENT", None)
+    azure_openai_api_key: str | None = _secret("AZURE_OPENAI_API_KEY")
+    azure_openai_api_version: str = _variable("AZURE_OPENAI_API_VERSION",
+                                              DEFAULT_AZURE_API_VERSION)
+    model_timeout: PositiveFloat = _variable("MODEL_TIMEOUT", 60.0, SECONDS)
+    model_connect_timeout: PositiveFloat = _variable("MODEL_CONNECT_TIMEOUT", 10.0, SECONDS)
+    model_max_retries: NonNegativeInt = _variable(
+        "MODEL_MAX_RETRIES", 2, "a whole number, 0 or more")
+    system_prompt: str = _variable("SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT)
+    prompt_token_budget: PositiveInt = _variable(
+        "PROMPT_TOKEN_BUDGET", 16_000, "a whole number of tokens greater than 0")
+    max_message_chars: PositiveInt = _variable(
+        "MAX_MESSAGE_CHARS", 32_000, "a whole number of characters greater than 0")
+    flush_interval: Milliseconds = _variable(
+        "FLUSH_INTERVAL_MS", 0.25, "a whole number of milliseconds greater than 0", gt=0)
+    flush_chars: PositiveInt = _variable(
+        "FLUSH_CHARS", 2_000, "a whole number of characters greater than 0")
+    database_entra_auth: bool = _variable("DATABASE_ENTRA_AUTH", False, "true or false")
+    database_pool_timeout: PositiveFloat = _variable("DATABASE_POOL_TIMEOUT", 30.0, SECONDS)
+    database_pool_size: PositiveInt = _variable(
+        "DATABASE_POOL_SIZE", 20, "a whole number of connections greater than 0")
+    appinsights_connection_string: str | None = _secret("APPLICATIONINSIGHTS_CONNECTION_STRING")
+    redis_url: str | None = _secret("REDIS_URL")
+    stream_coalesce: Milliseconds = _variable(
+        "STREAM_COALESCE_MS", 0.025, "a whole number of milliseconds, 0 or more", ge=0)
+    stream_keepalive: PositiveFloat = _variable("STREAM_KEEPALIVE_SECONDS", 15.0, SECONDS)
+    stream_lease: PositiveFloat = _variable("STREAM_LEASE_SECONDS", 10.0, SECONDS)
+    max_answers_per_worker: PositiveInt = _variable(
+        "MAX_ANSWERS_PER_WORKER", 300, "a whole number of answers greater than 0")
+    max_event_loop_lag: Milliseconds = _variable(
+        "MAX_EVENT_LOOP_LAG_MS", 2.0, "a whole number of milliseconds greater than 0", gt=0)
+    stream_expire: PositiveInt = _variable(
+        "STREAM_EXPIRE_SECONDS", 600, "a whole number of seconds greater than 0")
+    auth_appservice: bool = _variable("WEBSITE_AUTH_ENABLED", False, "true or false")
+    trusted_proxies: NonNegativeInt = _variable(
+        "TRUSTED_PROXIES", 0, "the number of reverse proxies in front of Brook (0 or more)")
+    log_level: Annotated[LogLevel, BeforeValidator(str.upper)] = _variable(
+        "LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR")
+    # A hub id, or a folder (made absolute by _derived; it must exist when used).
+    local_model: str = _variable("BROOK_LOCAL_MODEL", DEFAULT_LOCAL_MODEL)
+    local_model_concurrency: PositiveInt = _variable(
+        "LOCAL_MODEL_CONCURRENCY", 1, "a whole number of answers greater than 0")
+    local_model_queue: NonNegativeInt = _variable(
+        "LOCAL_MODEL_QUEUE", 8, "a whole number of waiting answers, 0 or more")
+    local_model_max_tokens: PositiveInt = _variable(
+        "LOCAL_MODEL_MAX_TOKENS", 1024, "a whole number of tokens greater than 0")
+    local_model_device: Annotated[LocalDevice, BeforeValidator(str.lower)] = _variable(
+        "LOCAL_MODEL_DEVICE", "auto", "auto (a GPU when there is one), cpu or cuda")
+
+    @property
+    def model_name(self) -> str | None:
+        """The name stored with each answer: the Azure deployment, the OpenAI model, or the
+        local model's hub id (a local folder's name only: its path stays on the server)."""
+        if self.provider == "azure":
+            return self.azure_openai_deployment
+        if self.provider == "openai":
+            return self.openai_model
+        if self.provider == "local":
+            return local_model_name(self.local_model)
+        return None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, data: Any) -> Any:
+        """The values that depend on other variables, from the raw ones (keyed by variable
+        name): the default database, the provider `auto` picks, the local model's folder."""
+        values = dict(data)
+        instance = Path(values.get("BROOK_INSTANCE_PATH") or "instance").resolve()
+        values["BROOK_INSTANCE_PATH"] = instance
+        values.setdefault("DATABASE_URL", f"sqlite:///{instance / 'brook.db'}")
+        provider = _provider(values)
+        values["MODEL_PROVIDER"] = provider
+        values["BROOK_LOCAL_MODEL"] = _local_model(values, provider)
+        return values
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, url: str) -> str:
+        # Users and Azure hand out plain postgres URLs; Brook speaks psycopg 3.
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix):]
+        if url.startswith(("postgresql+psycopg://", "sqlite:")):
+            return url
         raise ConfigError(
-            "REDIS_URL is not a Redis URL: set it to redis://host:6379/0 (or rediss:// for "
-            "TLS, as Azure Cache for Redis needs), or leave it unset for one process."
+            f"DATABASE_URL={url.split('://')[0]}://… is not supported: set it to "
+            "postgresql://user@host:5432/dbname (PostgreSQL) or sqlite:///path/to/file.db."
         )
-    return url
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                "REDIS_URL is not a Redis URL: set it to redis://host:6379/0 (or rediss:// for "
+                "TLS, as Azure Cache for Redis needs), or leave it unset for one process."
+            )
+        return url
+
+    @model_validator(mode="after")
+    def _entra_needs_postgres(self) -> Self:
+        if self.database_entra_auth and not self.database_url.startswith("postgresql"):
+            raise ConfigError(
+                "DATABASE_ENTRA_AUTH=true needs a PostgreSQL DATABASE_URL: set it to "
+                "postgresql://<identity name>@<server>.postgres.database.azure.com/<db>"
+                "?sslmode=require, or set DATABASE_ENTRA_AUTH=false."
+            )
+        return self
 
 
-def _provider(env: Mapping[str, str]) -> ProviderKind:
-    choice = (_get(env, "MODEL_PROVIDER") or "auto").lower()
-    has_azure = _get(env, "AZURE_OPENAI_ENDPOINT") is not None
-    has_openai = any(_get(env, n) for n in ("OPENAI_API_KEY", "OPENAI_BASE_URL"))
+def _provider(values: Mapping[str, Any]) -> str:
+    """MODEL_PROVIDER, with `auto` (the default) resolved from the variables that are set.
+    An unknown choice is returned as it is, for the field to refuse."""
+    choice = str(values.get("MODEL_PROVIDER") or "auto").lower()
+    has_azure = "AZURE_OPENAI_ENDPOINT" in values
+    has_openai = "OPENAI_API_KEY" in values or "OPENAI_BASE_URL" in values
     if choice == "auto":
         if has_azure and has_openai:
             raise ConfigError(
@@ -202,27 +337,39 @@ def _provider(env: Mapping[str, str]) -> ProviderKind:
                 "set MODEL_PROVIDER=azure or MODEL_PROVIDER=openai to choose one."
             )
         if has_azure:
-            return "azure"
-        if has_openai:
-            return "openai"
-        # Nothing configured: the in-process model when its extra is installed.
-        return "local" if local_model_installed() else "none"
+            choice = "azure"
+        elif has_openai:
+            choice = "openai"
+        else:  # nothing configured: the in-process model when its extra is installed
+            return "local" if local_model_installed() else "none"
     if choice == "local" and not local_model_installed():
         raise ConfigError(
             "MODEL_PROVIDER=local needs the local model extra: run pip install torch==2.13.0, "
             "then pip install -e '.[local]' (or `make run`), or set MODEL_PROVIDER to another "
             "provider."
         )
-    if choice in ("openai", "azure", "local", "none"):
-        return choice  # type: ignore[return-value]
-    raise ConfigError(
-        f"MODEL_PROVIDER={choice!r} is not valid: set it to auto, openai, azure, local or none."
-    )
+    if choice == "azure":
+        if not has_azure:
+            raise ConfigError(
+                "MODEL_PROVIDER=azure needs AZURE_OPENAI_ENDPOINT: set it to "
+                "https://<resource>.openai.azure.com."
+            )
+        if "AZURE_OPENAI_DEPLOYMENT" not in values:
+            raise ConfigError(
+                "AZURE_OPENAI_ENDPOINT is set but AZURE_OPENAI_DEPLOYMENT is not: set it to "
+                "the name of your chat model deployment."
+            )
+    if choice == "openai" and not has_openai:
+        raise ConfigError(
+            "MODEL_PROVIDER=openai needs a model service: set OPENAI_API_KEY (OpenAI) or "
+            "OPENAI_BASE_URL (an OpenAI-compatible server such as Ollama: http://localhost:11434/v1)."
+        )
+    return choice
 
 
-def _local_model(env: Mapping[str, str], provider: ProviderKind) -> str:
+def _local_model(values: Mapping[str, Any], provider: str) -> str:
     """BROOK_LOCAL_MODEL: a hub id, or a folder (made absolute; it must exist when used)."""
-    value = _get(env, "BROOK_LOCAL_MODEL") or DEFAULT_LOCAL_MODEL
+    value = str(values.get("BROOK_LOCAL_MODEL") or DEFAULT_LOCAL_MODEL)
     if not is_local_path(value) and not Path(value).is_dir():
         return value
     path = Path(value).expanduser().resolve()
@@ -235,117 +382,55 @@ def _local_model(env: Mapping[str, str], provider: ProviderKind) -> str:
     return str(path)
 
 
-def _local_device(env: Mapping[str, str]) -> LocalDevice:
-    device = (_get(env, "LOCAL_MODEL_DEVICE") or "auto").lower()
-    if device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(
-            f"LOCAL_MODEL_DEVICE={device!r} is not valid: set it to auto (a GPU when there is "
-            "one), cpu or cuda."
-        )
-    return device  # type: ignore[return-value]
+class LibraryEnvironment(BaseSettings):
+    """Variables a library reads from the process environment itself, which Brook reads from
+    there too (never from a mapping given to `create_app`), so that both agree: tiktoken's
+    cache, where Brook checks for an encoding before asking tiktoken (which would otherwise
+    download it), and torch's thread count, which Brook chooses only when it is unset.
+    Read exactly as the libraries read them: not stripped, and never refused."""
 
+    model_config = SettingsConfigDict(frozen=True, case_sensitive=True, extra="ignore")
+
+    # tiktoken's own order and default (tiktoken/load.py).
+    tiktoken_cache_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "data-gym-cache",
+        validation_alias=AliasChoices("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"))
+    omp_num_threads: str | None = Field(default=None, validation_alias="OMP_NUM_THREADS")
+
+
+# -- entry points ------------------------------------------------------------------------------
 
 def load_settings(env: Mapping[str, str] | None = None,
                   instance_path: Path | None = None) -> Settings:
-    """Build `Settings` from `env` (default: `os.environ`), failing fast on bad values."""
-    env = os.environ if env is None else env
-    instance_path = instance_path or Path(env.get("BROOK_INSTANCE_PATH")
-                                          or "instance").resolve()
-    provider = _provider(env)
-
-    if provider == "azure":
-        if _get(env, "AZURE_OPENAI_ENDPOINT") is None:
-            raise ConfigError(
-                "MODEL_PROVIDER=azure needs AZURE_OPENAI_ENDPOINT: set it to "
-                "https://<resource>.openai.azure.com."
-            )
-        if _get(env, "AZURE_OPENAI_DEPLOYMENT") is None:
-            raise ConfigError(
-                "AZURE_OPENAI_ENDPOINT is set but AZURE_OPENAI_DEPLOYMENT is not: set it to "
-                "the name of your chat model deployment."
-            )
-    if provider == "openai" and not any(
-        _get(env, n) for n in ("OPENAI_API_KEY", "OPENAI_BASE_URL")
-    ):
-        raise ConfigError(
-            "MODEL_PROVIDER=openai needs a model service: set OPENAI_API_KEY (OpenAI) or "
-            "OPENAI_BASE_URL (an OpenAI-compatible server such as Ollama: http://localhost:11434/v1)."
-        )
-
-    database_url = _database_url(env, instance_path)
-    entra = _parse(env, "DATABASE_ENTRA_AUTH", False, _bool, "true or false")
-    if entra and not database_url.startswith("postgresql"):
-        raise ConfigError(
-            "DATABASE_ENTRA_AUTH=true needs a PostgreSQL DATABASE_URL: set it to "
-            "postgresql://<identity name>@<server>.postgres.database.azure.com/<db>"
-            "?sslmode=require, or set DATABASE_ENTRA_AUTH=false."
-        )
-    system_prompt = env.get("SYSTEM_PROMPT", "").strip() or DEFAULT_SYSTEM_PROMPT
-    return Settings(
-        database_url=database_url,
-        secret_key=_get(env, "SECRET_KEY"),
-        provider=provider,
-        openai_api_key=_get(env, "OPENAI_API_KEY"),
-        openai_base_url=_get(env, "OPENAI_BASE_URL"),
-        openai_model=_get(env, "OPENAI_MODEL") or "gpt-4o-mini",
-        azure_openai_endpoint=_get(env, "AZURE_OPENAI_ENDPOINT"),
-        azure_openai_deployment=_get(env, "AZURE_OPENAI_DEPLOYMENT"),
-        azure_openai_api_key=_get(env, "AZURE_OPENAI_API_KEY"),
-        azure_openai_api_version=_get(env, "AZURE_OPENAI_API_VERSION")
-        or DEFAULT_AZURE_API_VERSION,
-        model_timeout=_parse(env, "MODEL_TIMEOUT", 60.0, _positive_float,
-                             "a number of seconds greater than 0"),
-        model_connect_timeout=_parse(env, "MODEL_CONNECT_TIMEOUT", 10.0, _positive_float,
-                                     "a number of seconds greater than 0"),
-        model_max_retries=_parse(env, "MODEL_MAX_RETRIES", 2, _non_negative_int,
-                                 "a whole number, 0 or more"),
-        system_prompt=system_prompt,
-        prompt_token_budget=_parse(env, "PROMPT_TOKEN_BUDGET", 16_000, _positive_int,
-                                   "a whole number of tokens greater than 0"),
-        max_message_chars=_parse(env, "MAX_MESSAGE_CHARS", 32_000, _positive_int,
-                                 "a whole number of characters greater than 0"),
-        flush_interval=_parse(env, "FLUSH_INTERVAL_MS", 250, _positive_int,
-                              "a whole number of milliseconds greater than 0") / 1000,
-        flush_chars=_parse(env, "FLUSH_CHARS", 2_000, _positive_int,
-                           "a whole number of characters greater than 0"),
-        database_entra_auth=entra,
-        database_pool_timeout=_parse(env, "DATABASE_POOL_TIMEOUT", 30.0, _positive_float,
-                                     "a number of seconds greater than 0"),
-        database_pool_size=_parse(env, "DATABASE_POOL_SIZE", 20, _positive_int,
-                                  "a whole number of connections greater than 0"),
-        appinsights_connection_string=_get(env, "APPLICATIONINSIGHTS_CONNECTION_STRING"),
-        redis_url=_redis_url(env),
-        stream_coalesce=_parse(env, "STREAM_COALESCE_MS", 25, _non_negative_int,
-                               "a whole number of milliseconds, 0 or more") / 1000,
-        stream_keepalive=_parse(env, "STREAM_KEEPALIVE_SECONDS", 15.0, _positive_float,
-                                "a number of seconds greater than 0"),
-        stream_lease=_parse(env, "STREAM_LEASE_SECONDS", 10.0, _positive_float,
-                            "a number of seconds greater than 0"),
-        max_answers_per_worker=_parse(env, "MAX_ANSWERS_PER_WORKER", 300, _positive_int,
-                                      "a whole number of answers greater than 0"),
-        max_event_loop_lag=_parse(env, "MAX_EVENT_LOOP_LAG_MS", 2000, _positive_int,
-                                  "a whole number of milliseconds greater than 0") / 1000,
-        stream_expire=_parse(env, "STREAM_EXPIRE_SECONDS", 600, _positive_int,
-                             "a whole number of seconds greater than 0"),
-        shutdown_grace=_parse(env, "SHUTDOWN_GRACE_SECONDS", 25.0, _non_negative_float,
-                              "a number of seconds, 0 or more"),
-        auth_appservice=_parse(env, "WEBSITE_AUTH_ENABLED", False, _bool, "true or false"),
-        trusted_proxies=_parse(env, "TRUSTED_PROXIES", 0, _non_negative_int,
-                               "the number of reverse proxies in front of Brook (0 or more)"),
-        log_level=_log_level(env),
-        local_model=_local_model(env, provider),
-        local_model_concurrency=_parse(env, "LOCAL_MODEL_CONCURRENCY", 1, _positive_int,
-                                       "a whole number of answers greater than 0"),
-        local_model_queue=_parse(env, "LOCAL_MODEL_QUEUE", 8, _non_negative_int,
-                                 "a whole number of waiting answers, 0 or more"),
-        local_model_max_tokens=_parse(env, "LOCAL_MODEL_MAX_TOKENS", 1024, _positive_int,
-                                      "a whole number of tokens greater than 0"),
-        local_model_device=_local_device(env),
-    )
+    """Build `Settings` from `env` (default: `.env`, then `os.environ`), failing fast on bad
+    values. `instance_path` replaces BROOK_INSTANCE_PATH."""
+    if instance_path is not None:
+        env = {**(process_environment() if env is None else env),
+               "BROOK_INSTANCE_PATH": str(instance_path)}
+    return Settings._build(env)
 
 
-def _log_level(env: Mapping[str, str]) -> str:
-    level = (_get(env, "LOG_LEVEL") or "INFO").upper()
-    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        raise ConfigError(f"LOG_LEVEL={level!r} is not valid: set DEBUG, INFO, WARNING or ERROR.")
-    return level
+def load_serving_settings(env: Mapping[str, str] | None = None) -> ServingSettings:
+    """Only the serving settings (HOST, PORT, workers): what gunicorn's configuration needs."""
+    return ServingSettings._build(env)
+
+
+def process_environment() -> Mapping[str, str]:
+    """The process environment, after loading `.env` from the working directory into it
+    (a variable already set wins): see this module's docstring for why into the process."""
+    load_dotenv(".env")
+    return os.environ
+
+
+def library_environment() -> LibraryEnvironment:
+    """The library variables, read from the process environment now."""
+    return LibraryEnvironment()
+
+
+def environment_variables() -> list[str]:
+    """Every variable Brook reads, in the order the settings declare them."""
+    names: list[str] = []
+    for model in (Settings, LibraryEnvironment):
+        for field in model.model_fields.values():
+            names += [name for name in _names(field.validation_alias) if name not in names]
+    return names

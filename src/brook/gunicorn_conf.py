@@ -1,28 +1,33 @@
 """gunicorn settings for Brook: gevent workers that hold thousands of open streams.
 
 `brook serve` applies these; the repository's `gunicorn.conf.py` re-exports them for anyone
-running `gunicorn 'brook:create_app()'` directly. Environment variables override each one.
+running `gunicorn 'brook:create_app()'` directly. The variables of `ServingSettings` (HOST,
+PORT, WEB_CONCURRENCY, GUNICORN_WORKER_CONNECTIONS, SHUTDOWN_GRACE_SECONDS) set them.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 from typing import Any
 
 import gevent
 
-bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+from .config import load_serving_settings
+
+# Only the serving settings: the app's own (database, model) are each worker's to read.
+_serving = load_serving_settings()
+
+bind = f"{_serving.host}:{_serving.port}"
+workers = _serving.web_concurrency
 worker_class = "gevent"
 # Each open stream is one greenlet and one socket; a worker holds this many at once.
-worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "10000"))
+worker_connections = _serving.worker_connections
 # A gevent worker keeps notifying the master while it streams, so `timeout` only catches a
 # worker that is truly stuck; no answer, however long, runs into it.
 timeout = 120
 # SIGTERM: answers get SHUTDOWN_GRACE_SECONDS to finish (see post_worker_init), then the
 # worker closes its streams; readers reconnect to another instance and resume.
-graceful_timeout = int(float(os.environ.get("SHUTDOWN_GRACE_SECONDS", "25"))) + 5
+graceful_timeout = int(_serving.shutdown_grace) + 5
 # Browsers and App Service's front end reuse connections between requests.
 keepalive = 75
 accesslog = "-"

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import tiktoken
 
+from ..config import library_environment
 from ..messages import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -28,10 +27,8 @@ TOKENS_PER_REPLY = 3
 
 
 def _cache_dir() -> Path:
-    for name in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
-        if name in os.environ:
-            return Path(os.environ[name])
-    return Path(tempfile.gettempdir()) / "data-gym-cache"
+    # Where tiktoken itself looks: TIKTOKEN_CACHE_DIR from the process environment.
+    return library_environment().tiktoken_cache_dir
 
 
 def cached_encoding(name: str = "o200k_base") -> tiktoken.Encoding | None:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..config import Settings, local_model_name
+from ..config import Settings, library_environment, local_model_name
 from ..messages import ChatMessage
 from .base import ProviderError, Usage
 from .threads import Channel, Gate, Job, Worker, real
@@ -145,7 +145,7 @@ class LocalModel:
         device = self.device_choice
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        if device == "cpu" and library_environment().omp_num_threads is None:
             # Every core but one: the web server keeps one to serve pages and other streams.
             torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - 1))
         log.info("loading the local model %s on %s (the first time, it is downloaded into the "
