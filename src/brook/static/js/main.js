@@ -1,6 +1,6 @@
 // Brook's chat page: sets up the sidebar, the message log and the composer, and wires the
 // page's events to conversations.js and answers.js. Plain ES modules, no build step, and no
-// import cycles: each module imports only modules below it (tests/test_layers.py).
+// import cycles: each module imports only modules below it (tests/test_page_modules.py).
 import { Backlog } from "./backlog.js";
 import { BusyNotice } from "./busy.js";
 import { Composer } from "./composer.js";

@@ -1,7 +1,7 @@
 // Brings the page up to date with its state: the buttons and the composer (refreshUi), and
 // the list of conversations (refreshList). Both conversations.js and answers.js call them,
 // as does follow.js when an answer ends, so they live below all three: the page's modules
-// import each other one way only (tests/test_layers.py checks there is no cycle).
+// import each other one way only (tests/test_page_modules.py checks there is no cycle).
 import { api, urls } from "./api.js";
 import { updateActions } from "./messages.js";
 import { setTitle, showNotice, state, ui } from "./state.js";
