@@ -107,7 +107,7 @@ class _FromEnvironment(BaseSettings):
     model_config = SettingsConfigDict(
         frozen=True,
         case_sensitive=True,
-        extra="forbid",  # Settings(field=...) in code is a mistake: pass a mapping to _build
+        extra="forbid",  # Settings(field=...) is a mistake: give load_settings a mapping
         hide_input_in_errors=True,  # a ValidationError never carries a secret
         protected_namespaces=(),  # model_timeout etc. are Brook's names, not pydantic's
     )
