@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -198,10 +200,12 @@ def test_principal_headers_are_ignored_without_app_service_auth(client: httpx.Cl
 
 
 def test_openapi_document_matches_the_app(client: httpx.Client, live: LiveServer) -> None:
+    """The generated document names every API route, and real answers, errors and stream
+    events keep to it (tests/test_api_contract.py tries it much harder)."""
     doc = client.get("/api/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
     documented = {(path, method.upper()) for path, item in doc["paths"].items()
-                  for method in item if method != "parameters"}
+                  for method in item}
     actual = set()
     for rule in live.app.url_map.iter_rules():
         if not rule.rule.startswith("/api/"):
@@ -211,32 +215,89 @@ def test_openapi_document_matches_the_app(client: httpx.Client, live: LiveServer
             if method not in {"HEAD", "OPTIONS"}:
                 actual.add((path, method))
     assert documented == actual
+    assert len({op["operationId"] for item in doc["paths"].values() for op in item.values()}) \
+        == len(actual)
 
-    # Real responses validate against the documented schemas.
-    def check(response: httpx.Response, path: str, method: str) -> None:
-        responses = doc["paths"][path][method]["responses"]
-        spec = responses[str(response.status_code)]
-        if "$ref" in spec:
-            spec = doc["components"]["responses"][spec["$ref"].rsplit("/", 1)[1]]
-        schema = spec["content"]["application/json"]["schema"]
-        jsonschema.validate(response.json(), {**schema, "components": doc["components"]})
+    def validate(instance: Any, schema: dict[str, Any]) -> None:
+        jsonschema.validate(instance, {**schema, "components": doc["components"]})
+
+    # Real responses validate against the documented schemas, at a documented status.
+    def check(response: httpx.Response, path: str, method: str) -> dict[str, Any]:
+        spec = doc["paths"][path][method]["responses"][str(response.status_code)]
+        if "content" not in spec:
+            assert not response.content
+            return {}
+        body: dict[str, Any] = response.json()
+        validate(body, spec["content"]["application/json"]["schema"])
+        return body
 
     conversation_id = new_conversation(client)
-    sent = client.post(f"/api/conversations/{conversation_id}/messages", json={"content": "hi"})
-    check(sent, "/api/conversations/{conversation_id}/messages", "post")
-    wait_for_answer(client, conversation_id, sent.json()["assistant_message"]["id"])
+    messages = f"/api/conversations/{conversation_id}/messages"
+    sent = check(client.post(messages, json={"content": "hi"}),
+                 "/api/conversations/{conversation_id}/messages", "post")
+    answer_id = sent["assistant_message"]["id"]
+    wait_for_answer(client, conversation_id, answer_id)
     check(client.get("/api/conversations"), "/api/conversations", "get")
     check(client.post("/api/conversations", json={"title": "t"}), "/api/conversations", "post")
-    check(client.get(f"/api/conversations/{conversation_id}"),
-          "/api/conversations/{conversation_id}", "get")
+    got = check(client.get(f"/api/conversations/{conversation_id}"),
+                "/api/conversations/{conversation_id}", "get")
+    # Timestamps are RFC 3339 with an explicit offset: UTC.
+    for stamp in [got["created_at"], got["updated_at"],
+                  *(m[key] for m in got["messages"] for key in ("created_at", "updated_at"))]:
+        assert stamp.endswith("Z")
+        assert datetime.fromisoformat(stamp).utcoffset() == timedelta(0)
     check(client.patch(f"/api/conversations/{conversation_id}", json={"title": "n"}),
           "/api/conversations/{conversation_id}", "patch")
-    check(client.post(f"/api/messages/{sent.json()['assistant_message']['id']}/stop", json={}),
+    # Stop and regenerate take no body at all, as the document allows.
+    check(client.post(f"/api/messages/{answer_id}/stop"),
           "/api/messages/{message_id}/stop", "post")
+    check(client.post(f"/api/messages/{answer_id}/stop", json={}),
+          "/api/messages/{message_id}/stop", "post")
+    again = check(client.post(f"/api/messages/{answer_id}/regenerate"),
+                  "/api/messages/{message_id}/regenerate", "post")
+    wait_for_answer(client, conversation_id, again["assistant_message"]["id"])
     check(client.get(f"/api/conversations/{uuid.uuid4()}"),
           "/api/conversations/{conversation_id}", "get")
-    check(client.post(f"/api/conversations/{conversation_id}/messages", json={"content": ""}),
+    check(client.post(messages, json={"content": ""}),
           "/api/conversations/{conversation_id}/messages", "post")
+    check(client.post(messages, content="{", headers={"Content-Type": "application/json"}),
+          "/api/conversations/{conversation_id}/messages", "post")
+    check(client.post(messages, content="hi"), "/api/conversations/{conversation_id}/messages",
+          "post")
+
+    # Each event of a stream is one of the documented events, its data as documented.
+    stream = "/api/messages/{message_id}/stream"
+    replay = client.get(again["stream_url"])
+    media = doc["paths"][stream]["get"]["responses"]["200"]["content"]["text/event-stream"]
+    kinds = {}
+    for ref in media["schema"]["oneOf"]:
+        kind = doc["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]["properties"]
+        kinds[kind["event"]["const"]] = kind["data"]
+    events = _raw_events(replay.text)
+    assert [events[0]["event"], events[-1]["event"]] == ["start", "end"]
+    for event in events:
+        validate(event, media["schema"])
+        assert kinds[event["event"]]["contentMediaType"] == "application/json"
+        validate(json.loads(event["data"]), kinds[event["event"]]["contentSchema"])
+    # A repeated or malformed resume offset is refused, as documented.
+    for query in ["?after=1&after=x", "?after=1&after=2", "?after=", "?after=%EF%BC%95"]:
+        refused = client.get(again["stream_url"] + query)
+        _error(refused, 400, "invalid_after")
+        check(refused, stream, "get")
+
+
+def _raw_events(stream: str) -> list[dict[str, Any]]:
+    """Events as an SSE parser hands them over: `data` is the raw string."""
+    events = []
+    for block in stream.split("\n\n"):
+        fields: dict[str, Any] = {}
+        for line in block.splitlines():
+            if line and not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                fields[name] = int(value) if name == "retry" else value
+        if "data" in fields:
+            events.append(fields)
+    return events
 
 
 def test_page_and_security_headers(client: httpx.Client) -> None:

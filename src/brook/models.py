@@ -92,6 +92,14 @@ class Message(Base):
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
 
 
+def usage_of(message: Message) -> dict[str, Any] | None:
+    """An answer's token counts, as the API and the stream's `end` event carry them."""
+    if message.prompt_tokens is None and message.completion_tokens is None:
+        return None
+    return {"prompt_tokens": message.prompt_tokens,
+            "completion_tokens": message.completion_tokens}
+
+
 class Worker(Base):
     """A serving process ("host:pid:nonce") and until when its heartbeat says it is alive."""
 

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flask import Response, current_app, request
+from flask import Response, current_app
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -15,10 +15,23 @@ from ..database import autocommit
 from ..db import get_session
 from ..errors import APIError
 from ..identity import current_owner
-from ..models import Conversation, Message, utcnow
-from . import bp
-from .requests import json_body, message_content, title_from
-from .serialize import conversation_json, message_json
+from ..models import Conversation, utcnow
+from . import bp, schemas, serialize
+from .openapi import Link, links_to, operation
+from .requests import json_body, whole_numbers
+from .serialize import respond
+
+BUSY = "`answer_in_progress`: an answer is still being written in this conversation."
+REFUSED = "`overloaded` (this worker is answering all it can) or `shutting_down`."
+NO_CONVERSATION = "`not_found`: no such conversation of yours."
+BAD_TEXT = "`empty_message`, `message_too_long`, `nul_character`."
+# From a created conversation, and from a sent message, to what can be done with them.
+ON_CONVERSATION = links_to("/id", "conversation_id", "getConversation",
+                           "renameConversation", "deleteConversation", "sendMessage")
+ON_TURN = (*links_to("/assistant_message/id", "message_id", "streamAnswer", "stopAnswer",
+                     "regenerateAnswer"),
+           Link("editMessage", "message_id", "/user_message/id"),
+           Link("getConversation", "conversation_id", "/user_message/conversation_id"))
 
 
 @contextmanager
@@ -50,12 +63,6 @@ def admit() -> ChatService:
     return chat
 
 
-def turn_json(user: Message, answer: Message) -> dict[str, object]:
-    assistant = message_json(answer)
-    return {"user_message": message_json(user), "assistant_message": assistant,
-            "stream_url": assistant["stream_url"]}
-
-
 def owned_conversation(conversation_id: uuid.UUID, *, with_messages: bool = False
                        ) -> Conversation:
     query = select(Conversation).where(Conversation.id == conversation_id,
@@ -69,50 +76,63 @@ def owned_conversation(conversation_id: uuid.UUID, *, with_messages: bool = Fals
 
 
 @bp.get("/conversations")
-def list_conversations() -> dict[str, object]:
-    raw = request.args.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 500:
-        raise APIError(400, "invalid_limit", "limit must be a whole number from 1 to 500.")
+@operation(id="listConversations", summary="The owner's conversations, newest first",
+           ok=(200, "Conversations", schemas.ConversationList), query=schemas.ListQuery,
+           errors={400: "`invalid_limit`: limit is not one whole number from 1 to 500."})
+def list_conversations() -> Response:
+    query = whole_numbers(schemas.ListQuery, "invalid_limit",
+                          "limit must be a whole number from 1 to 500.")
     rows = get_session().scalars(
         select(Conversation)
         .where(Conversation.owner == current_owner())
         .order_by(Conversation.updated_at.desc(), Conversation.id)
-        .limit(int(raw))
+        .limit(query.limit)
     )
-    return {"conversations": [conversation_json(c) for c in rows]}
+    return respond(schemas.ConversationList(
+        conversations=[serialize.conversation(c) for c in rows]))
 
 
 @bp.post("/conversations")
-def create_conversation() -> tuple[dict[str, object], int]:
-    body = json_body({"title": str})
-    conversation = Conversation(owner=current_owner(),
-                                title=title_from(body["title"]) if "title" in body else "")
+@operation(id="createConversation", summary="Create a conversation",
+           ok=(201, "Created", schemas.Conversation), body=schemas.NewConversation,
+           body_required=False, links=ON_CONVERSATION,
+           errors={422: "`empty_title`, `title_too_long`, `nul_character`."})
+def create_conversation() -> Response:
+    body = json_body(schemas.NewConversation, required=False)
+    conversation = Conversation(owner=current_owner(), title=body.title)
     session = autocommit(get_session())  # one INSERT
     session.add(conversation)
     session.commit()
-    return conversation_json(conversation), 201
+    return respond(serialize.conversation(conversation), 201)
 
 
 @bp.get("/conversations/<uuid:conversation_id>")
-def get_conversation(conversation_id: uuid.UUID) -> dict[str, object]:
+@operation(id="getConversation", summary="A conversation with its messages, oldest first",
+           ok=(200, "The conversation", schemas.ConversationWithMessages),
+           errors={404: NO_CONVERSATION})
+def get_conversation(conversation_id: uuid.UUID) -> Response:
     conversation = owned_conversation(conversation_id, with_messages=True)
-    return {**conversation_json(conversation),
-            "messages": [message_json(m) for m in conversation.messages]}
+    return respond(serialize.conversation_with_messages(conversation))
 
 
 @bp.patch("/conversations/<uuid:conversation_id>")
-def rename_conversation(conversation_id: uuid.UUID) -> dict[str, object]:
-    body = json_body({"title": str})
-    if "title" not in body:
-        raise APIError(422, "missing_field", "Send the new title in the field title.")
+@operation(id="renameConversation", summary="Rename a conversation",
+           ok=(200, "Renamed", schemas.Conversation), body=schemas.Rename,
+           errors={404: NO_CONVERSATION,
+                   422: "`empty_title`, `title_too_long`, `nul_character`."})
+def rename_conversation(conversation_id: uuid.UUID) -> Response:
+    body = json_body(schemas.Rename)
     conversation = owned_conversation(conversation_id)
-    conversation.title = title_from(body["title"])
+    conversation.title = body.title
     conversation.updated_at = utcnow()
     get_session().commit()
-    return conversation_json(conversation)
+    return respond(serialize.conversation(conversation))
 
 
 @bp.delete("/conversations/<uuid:conversation_id>")
+@operation(id="deleteConversation",
+           summary="Delete a conversation and its messages (stops an answer being written)",
+           ok=(204, "Deleted", None), errors={404: NO_CONVERSATION})
 def delete_conversation(conversation_id: uuid.UUID) -> Response:
     conversation = owned_conversation(conversation_id, with_messages=True)
     chat: ChatService = current_app.extensions["brook.chat"]
@@ -125,14 +145,23 @@ def delete_conversation(conversation_id: uuid.UUID) -> Response:
     return Response(status=204)
 
 
+def message_body() -> schemas.MessageBody:
+    limit: int = current_app.config["BROOK_SETTINGS"].max_message_chars
+    return json_body(schemas.MessageBody, context={"max_message_chars": limit})
+
+
 @bp.post("/conversations/<uuid:conversation_id>/messages")
-def send_message(conversation_id: uuid.UUID) -> tuple[dict[str, object], int]:
-    body = json_body({"content": str})
-    content = message_content(body, current_app.config["BROOK_SETTINGS"].max_message_chars)
+@operation(id="sendMessage", summary="Send a message; the answer is written in the background",
+           ok=(202, "Stored; the answer is streaming", schemas.Turn), body=schemas.MessageBody,
+           links=ON_TURN,
+           errors={404: NO_CONVERSATION, 409: BUSY, 422: BAD_TEXT, 503: REFUSED})
+def send_message(conversation_id: uuid.UUID) -> Response:
+    body = message_body()
     chat = admit()
     try:
         with starting_an_answer():
-            user, answer = chat.send(get_session(), conversation_id, current_owner(), content)
+            user, answer = chat.send(get_session(), conversation_id, current_owner(),
+                                     body.content)
     except NotFound:
         raise APIError(404, "not_found", "There is no such conversation.") from None
-    return turn_json(user, answer), 202
+    return respond(serialize.turn(user, answer), 202)

@@ -13,10 +13,38 @@ from ..db import get_session
 from ..errors import APIError
 from ..identity import current_owner
 from ..models import Conversation, Message
-from . import bp
-from .conversations import admit, starting_an_answer, turn_json
-from .requests import json_body, message_content
-from .serialize import message_json
+from . import bp, schemas, serialize
+from .conversations import (
+    BAD_TEXT,
+    BUSY,
+    ON_TURN,
+    REFUSED,
+    admit,
+    message_body,
+    starting_an_answer,
+)
+from .openapi import links_to, operation
+from .requests import WHOLE_NUMBER, json_body, whole_numbers
+from .serialize import respond
+
+NO_ANSWER = "`not_found`: no such answer of yours."
+STREAM = """\
+Events: `start` (id 0), `message` (the next piece of the answer), \
+`error` (always followed by `end`), `end` (the final status and usage). Every event's `id` \
+is the number of characters of the answer delivered so far. `Last-Event-ID` (or `?after=N`) \
+resumes after that event with no lost or repeated text; without either the stream starts \
+with `start`. A finished answer replays and ends. An answer `interrupted` when the process \
+writing it died keeps every word that reached the database or Redis; a reader who had read \
+further gets only the `end`, whose lower id says where the answer now ends. Comments \
+(`: keep-alive`) keep idle streams open.\
+"""
+LAST_EVENT_ID = {"name": "Last-Event-ID", "in": "header", "required": False,
+                 "description": "Resume after this event id (EventSource sends it when it "
+                                "reconnects); empty means from the start.",
+                 "schema": {"type": "string", "pattern": "^[0-9]{0,18}$"}}
+BAD_OFFSET = "Last-Event-ID and after must be an event id (a whole number)."
+ON_ANSWER = links_to("/assistant_message/id", "message_id", "streamAnswer", "stopAnswer",
+                     "regenerateAnswer")
 
 
 def owned_message(message_id: uuid.UUID, role: str) -> Message:
@@ -46,16 +74,21 @@ _OWNS_ANSWER = (select(Message.id).join(Conversation)
 def _resume_offset() -> int | None:
     # The browser's automatic reconnect sends Last-Event-ID on the original URL, so the
     # header, being newer, wins over ?after=.
-    raw = request.headers.get("Last-Event-ID") or request.args.get("after")
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit():
-        raise APIError(400, "invalid_after",
-                       "Last-Event-ID and after must be an event id (a whole number).")
-    return int(raw)
+    after = whole_numbers(schemas.StreamQuery, "invalid_after", BAD_OFFSET).after
+    header = request.headers.get("Last-Event-ID")
+    if not header:
+        return after
+    if not WHOLE_NUMBER.fullmatch(header):
+        raise APIError(400, "invalid_after", BAD_OFFSET)
+    return int(header)
 
 
 @bp.get("/messages/<uuid:message_id>/stream")
+@operation(id="streamAnswer", summary="The answer as server-sent events", description=STREAM,
+           ok=(200, "An event stream", None), media="text/event-stream",
+           query=schemas.StreamQuery, headers=(LAST_EVENT_ID,),
+           errors={400: "`invalid_after`: Last-Event-ID or after is not one whole number, or "
+                        "is past the end of the answer.", 404: NO_ANSWER})
 def stream(message_id: uuid.UUID) -> Response:
     after = _resume_offset()
     session = autocommit(get_session())  # it only reads
@@ -78,20 +111,30 @@ def stream(message_id: uuid.UUID) -> Response:
 
 
 @bp.post("/messages/<uuid:message_id>/stop")
-def stop(message_id: uuid.UUID) -> dict[str, object]:
-    json_body({})
+@operation(id="stopAnswer", summary="Stop an answer; the text so far is kept with status "
+           "`stopped` (a finished answer is returned unchanged)",
+           ok=(200, "The answer", schemas.Message), body=schemas.NoBody, body_required=False,
+           errors={404: NO_ANSWER})
+def stop(message_id: uuid.UUID) -> Response:
+    json_body(schemas.NoBody, required=False)
     message = owned_answer(message_id)
     chat: ChatService = current_app.extensions["brook.chat"]
     chat.stop(message.id)
     session = get_session()
     session.refresh(message)
-    return message_json(message)
+    return respond(serialize.message(message))
 
 
 @bp.post("/messages/<uuid:message_id>/regenerate")
-def regenerate(message_id: uuid.UUID) -> tuple[dict[str, object], int]:
+@operation(id="regenerateAnswer", summary="Replace the conversation's last answer with a new "
+           "one (also the Retry of a failed, stopped or interrupted answer)",
+           ok=(202, "The new answer is streaming", schemas.Regenerated), body=schemas.NoBody,
+           body_required=False, links=ON_ANSWER,
+           errors={404: NO_ANSWER, 409: BUSY + " `not_last_answer`: only the last answer of "
+                   "a conversation can be regenerated.", 503: REFUSED})
+def regenerate(message_id: uuid.UUID) -> Response:
     """Answer the last question again, replacing the conversation's last answer."""
-    json_body({})
+    json_body(schemas.NoBody, required=False)
     chat = admit()
     answer = owned_answer(message_id)
     try:
@@ -100,17 +143,23 @@ def regenerate(message_id: uuid.UUID) -> tuple[dict[str, object], int]:
     except NotLast:
         raise APIError(409, "not_last_answer",
                        "Only the last answer of a conversation can be regenerated.") from None
-    body = message_json(fresh)
-    return {"assistant_message": body, "stream_url": body["stream_url"]}, 202
+    body = serialize.message(fresh)
+    assert body.stream_url is not None
+    return respond(schemas.Regenerated(assistant_message=body, stream_url=body.stream_url), 202)
 
 
 @bp.patch("/messages/<uuid:message_id>")
-def edit(message_id: uuid.UUID) -> tuple[dict[str, object], int]:
+@operation(id="editMessage", summary="Edit one of your messages and answer it anew; every "
+           "later turn is deleted",
+           ok=(202, "Stored; the new answer is streaming", schemas.Turn),
+           body=schemas.MessageBody, links=ON_TURN,
+           errors={404: "`not_found`: no such message of yours.", 409: BUSY,
+                   422: BAD_TEXT, 503: REFUSED})
+def edit(message_id: uuid.UUID) -> Response:
     """Change one of the user's messages; later turns are replaced by a new answer."""
-    body = json_body({"content": str})
-    content = message_content(body, current_app.config["BROOK_SETTINGS"].max_message_chars)
+    body = message_body()
     chat = admit()
     user = owned_message(message_id, "user")
     with starting_an_answer():
-        user, answer = chat.edit(get_session(), user.conversation, user, content)
-    return turn_json(user, answer), 202
+        user, answer = chat.edit(get_session(), user.conversation, user, body.content)
+    return respond(serialize.turn(user, answer), 202)

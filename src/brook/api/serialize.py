@@ -1,36 +1,49 @@
-"""Model rows to the JSON shapes of the OpenAPI document."""
+"""Model rows to the response models of schemas.py, and those to JSON responses."""
 
 from __future__ import annotations
 
-from typing import Any
+from flask import Response, url_for
+from pydantic import BaseModel
 
-from flask import url_for
-
-from ..chat.stored import usage_of
-from ..models import Conversation, Message
-
-
-def conversation_json(conversation: Conversation) -> dict[str, Any]:
-    return {
-        "id": str(conversation.id),
-        "title": conversation.title,
-        "created_at": conversation.created_at.isoformat(),
-        "updated_at": conversation.updated_at.isoformat(),
-    }
+from .. import models
+from . import schemas
 
 
-def message_json(message: Message) -> dict[str, Any]:
-    return {
-        "id": str(message.id),
-        "conversation_id": str(message.conversation_id),
-        "role": message.role,
-        "content": message.content,
-        "status": message.status,
-        "model": message.model,
-        "usage": usage_of(message),
-        "error": message.error,
-        "created_at": message.created_at.isoformat(),
-        "updated_at": message.updated_at.isoformat(),
-        "stream_url": url_for("api.stream", message_id=message.id)
-        if message.role == "assistant" else None,
-    }
+def respond(body: BaseModel, status: int = 200) -> Response:
+    return Response(body.model_dump_json(), status=status, mimetype="application/json")
+
+
+def conversation(row: models.Conversation) -> schemas.Conversation:
+    return schemas.Conversation(id=row.id, title=row.title, created_at=row.created_at,
+                                updated_at=row.updated_at)
+
+
+def conversation_with_messages(row: models.Conversation) -> schemas.ConversationWithMessages:
+    return schemas.ConversationWithMessages(
+        id=row.id, title=row.title, created_at=row.created_at, updated_at=row.updated_at,
+        messages=[message(m) for m in row.messages])
+
+
+def message(row: models.Message) -> schemas.Message:
+    usage = models.usage_of(row)
+    return schemas.Message(
+        id=row.id,
+        conversation_id=row.conversation_id,
+        role=row.role,  # type: ignore[arg-type]  # a Literal the column holds as text
+        content=row.content,
+        status=row.status,  # type: ignore[arg-type]
+        model=row.model,
+        usage=schemas.Usage(**usage) if usage else None,
+        error=schemas.ErrorDetail(code=row.error["code"], message=row.error["message"])
+        if row.error else None,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        stream_url=url_for("api.stream", message_id=row.id) if row.role == "assistant" else None,
+    )
+
+
+def turn(user: models.Message, answer: models.Message) -> schemas.Turn:
+    assistant = message(answer)
+    assert assistant.stream_url is not None
+    return schemas.Turn(user_message=message(user), assistant_message=assistant,
+                        stream_url=assistant.stream_url)

@@ -22,13 +22,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..background import spawn
 from ..config import Settings
 from ..database import autocommit
-from ..models import Conversation, Message, utcnow
+from ..models import Conversation, Message, usage_of, utcnow
 from ..providers import Provider
 from .admission import Admission, Overloaded
 from .answers import Writer
 from .bus import BadOffset, Events, LocalBus, final_events
 from .liveness import Heartbeat, forget_old_workers, gone, orphans, surviving_text, worker_id
-from .stored import deleted_event, stored_events, usage_of
+from .stored import deleted_event, stored_events
 from .tokens import TokenCounter
 from .turns import Busy, NotFound, NotLast, Turn, Turns
 

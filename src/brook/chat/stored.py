@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import sse
-from ..models import Message
+from ..models import Message, usage_of
 from .bus import Events, final_events, start_event
 
 
@@ -52,9 +51,3 @@ def deleted_event(offset: int) -> str:
     return final_events("error", None, {"code": "deleted",
                                         "message": "This conversation was deleted."}, offset)
 
-
-def usage_of(message: Message) -> dict[str, Any] | None:
-    if message.prompt_tokens is None and message.completion_tokens is None:
-        return None
-    return {"prompt_tokens": message.prompt_tokens,
-            "completion_tokens": message.completion_tokens}

@@ -1,0 +1,275 @@
+"""The API's request and response models: declared once, they validate what comes in, shape
+what goes out, and are what the OpenAPI document (openapi.py) is generated from.
+
+Request models carry Brook's own error codes: a check that fails raises a
+`PydanticCustomError` whose type is the code the client sees (requests.py turns it into a
+422), so a rule and its error live side by side.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    StrictStr,
+    ValidationInfo,
+)
+from pydantic_core import PydanticCustomError
+
+from ..models import Status
+
+# Whitespace as Python's str.split() and str.strip() see it, spelled out: JSON Schema's `\s`
+# (ECMAScript's) is another set, and a schema must refuse exactly what the server refuses.
+WHITESPACE = "\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK = f"[^{WHITESPACE}]"  # a pattern searches: "has a character not whitespace"
+_NOT_BLANK = re.compile(NOT_BLANK)
+TITLE_MAX = 200
+# PostgreSQL's text cannot hold U+0000 (SQLite's can): refused everywhere alike.
+NO_NUL = {"not": {"pattern": r"\x00"}}
+
+
+def _no_nul(value: str, what: str) -> None:
+    if "\x00" in value:
+        raise PydanticCustomError("nul_character",
+                                  f"The {what} contains a NUL character (U+0000), which "
+                                  f"Brook cannot store.")
+
+
+class Model(BaseModel):
+    """Every shape is closed: an unknown field is an error in, and never sent out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- timestamps ---------------------------------------------------------------------------------
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back the naive UTC it stored; PostgreSQL an aware time in the session's
+    # zone. Either way the client gets UTC with its offset (RFC 3339 `date-time`).
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+
+
+# -- responses ----------------------------------------------------------------------------------
+
+class ErrorDetail(Model):
+    code: str = Field(description="Stable and machine-readable, e.g. `not_found`.")
+    message: str = Field(description="Plain words for the user; never an upstream's raw text.")
+
+
+class Error(Model):
+    """Every error: `{"error": {"code", "message"}}`."""
+
+    error: ErrorDetail
+
+
+class Usage(Model):
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+class Conversation(Model):
+    id: uuid.UUID
+    title: str = Field(description="Empty until set, or until the first message names it.")
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class Message(Model):
+    id: uuid.UUID
+    conversation_id: uuid.UUID
+    role: Literal["user", "assistant"]
+    content: str = Field(description="An answer's text so far while it is `streaming`.")
+    status: Status
+    model: str | None = Field(description="The model that wrote an answer.")
+    usage: Usage | None
+    error: ErrorDetail | None = Field(description="Why an answer has status `error`.")
+    created_at: Timestamp
+    updated_at: Timestamp
+    stream_url: str | None = Field(description="An answer's event stream; null for the "
+                                               "user's messages.")
+
+
+class ConversationWithMessages(Conversation):
+    messages: list[Message] = Field(description="Oldest first.")
+
+
+class ConversationList(Model):
+    conversations: list[Conversation] = Field(description="Newest activity first.")
+
+
+class Turn(Model):
+    """A stored question and the answer now being written to it."""
+
+    user_message: Message
+    assistant_message: Message
+    stream_url: str = Field(description="The answer's event stream.")
+
+
+class Regenerated(Model):
+    assistant_message: Message
+    stream_url: str = Field(description="The new answer's event stream.")
+
+
+class Document(RootModel[dict[str, Any]]):
+    """An OpenAPI document."""
+
+
+# -- the answer's event stream ------------------------------------------------------------------
+# An event as an SSE parser hands it over (the shape of OpenAPI 3.2's `itemSchema` for
+# text/event-stream): `event`, `id`, `retry` and `data`, a string that here is always one
+# line of JSON of the event's data model.
+
+EVENT_ID = Field(pattern=r"^[0-9]+$",
+                 description="Characters of the answer delivered up to and including this "
+                             "event: send it back as Last-Event-ID (or ?after=) to resume.")
+
+
+def json_of(model: type[BaseModel]) -> Any:
+    """A `data` field: a string of JSON, described by `model`."""
+    return Field(json_schema_extra={"contentMediaType": "application/json",
+                                    "contentSchema": {"$ref": f"#/components/schemas/"
+                                                              f"{model.__name__}"}})
+
+
+class StartData(Model):
+    message_id: uuid.UUID
+    model: str | None
+
+
+class TextData(Model):
+    text: str = Field(description="The next piece of the answer.")
+
+
+class EndData(Model):
+    status: Status = Field(description="The answer's final status.")
+    usage: Usage | None
+
+
+class StartEvent(Model):
+    """First, unless the stream resumes; its id is 0."""
+
+    event: Literal["start"]
+    id: str = EVENT_ID
+    retry: int | None = Field(None, ge=0, description="Milliseconds before EventSource "
+                                                      "reconnects.")
+    data: str = json_of(StartData)
+
+
+class TextEvent(Model):
+    """The next piece of the answer."""
+
+    event: Literal["message"]
+    id: str = EVENT_ID
+    data: str = json_of(TextData)
+
+
+class ErrorEvent(Model):
+    """The answer failed (a user-safe message and a code); always followed by `end`."""
+
+    event: Literal["error"]
+    id: str = EVENT_ID
+    data: str = json_of(ErrorDetail)
+
+
+class EndEvent(Model):
+    """Last. Its id is where the answer ends: lower than the reader's Last-Event-ID only for
+    an answer `interrupted` after the reader had read text that did not survive its writer
+    (show the stored answer instead)."""
+
+    event: Literal["end"]
+    id: str = EVENT_ID
+    data: str = json_of(EndData)
+
+
+STREAM_EVENTS = (StartEvent, TextEvent, ErrorEvent, EndEvent)
+EVENT_DATA = (StartData, TextData, ErrorDetail, EndData)
+
+
+# -- requests -----------------------------------------------------------------------------------
+
+class Body(Model):
+    """A JSON request body. `MISSING` says, per required field, what to send if it's absent."""
+
+    MISSING: ClassVar[dict[str, str]] = {}
+
+
+def _title(value: str) -> str:
+    _no_nul(value, "title")
+    if len(value) > TITLE_MAX:
+        raise PydanticCustomError("title_too_long",
+                                  f"The title can be at most {TITLE_MAX} characters.")
+    title = " ".join(value.split())
+    if not title:
+        raise PydanticCustomError("empty_title", "The title cannot be empty.")
+    return title
+
+
+Title = Annotated[StrictStr, AfterValidator(_title), Field(
+    json_schema_extra={"minLength": 1, "maxLength": TITLE_MAX, "pattern": NOT_BLANK, **NO_NUL},
+    description="Not only whitespace, and no U+0000; runs of whitespace become one space.")]
+
+
+def _content(value: str, info: ValidationInfo) -> str:
+    limit: int = (info.context or {})["max_message_chars"]
+    _no_nul(value, "message")
+    if not _NOT_BLANK.search(value):
+        raise PydanticCustomError("empty_message", "The message is empty.")
+    if len(value) > limit:
+        raise PydanticCustomError("message_too_long",
+                                  f"The message is {len(value):,} characters long; the limit "
+                                  f"is {limit:,}.")
+    return value
+
+
+# maxLength is the deployment's MAX_MESSAGE_CHARS: openapi.py fills it in.
+Content = Annotated[StrictStr, AfterValidator(_content), Field(
+    json_schema_extra={"minLength": 1, "pattern": NOT_BLANK, **NO_NUL},
+    description="Not only whitespace, and no U+0000; at most MAX_MESSAGE_CHARS characters.")]
+
+
+def _title_has_no_default(schema: dict[str, Any]) -> None:
+    schema["properties"]["title"].pop("default", None)
+
+
+class NewConversation(Body):
+    # Absent means untitled (the first message names it); "" is refused like any blank
+    # title, so the document must not offer it as a default.
+    model_config = ConfigDict(json_schema_extra=_title_has_no_default)
+    title: Title = ""
+
+
+class Rename(Body):
+    MISSING: ClassVar[dict[str, str]] = {"title": "Send the new title in the field title."}
+    title: Title
+
+
+class MessageBody(Body):
+    MISSING: ClassVar[dict[str, str]] = {
+        "content": "Send the message text in the field content."}
+    content: Content
+
+
+class NoBody(Body):
+    """Nothing to send: an empty body, or `{}`."""
+
+
+# -- query parameters ---------------------------------------------------------------------------
+
+class ListQuery(Model):
+    limit: int = Field(100, ge=1, le=500, description="How many conversations at most.")
+
+
+class StreamQuery(Model):
+    after: int | None = Field(None, ge=0, description="Resume after this event id (the "
+                                                      "Last-Event-ID header wins).")
