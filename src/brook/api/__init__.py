@@ -18,8 +18,9 @@ def refuse_cross_site() -> None:
     """CSRF: a state-changing request must come from Brook's own pages.
 
     Browsers say where a request comes from (`Sec-Fetch-Site`, or at least `Origin`), and a
-    cross-site page cannot hide it. With POST and PATCH bodies required to be JSON (which a
-    cross-site form cannot send) and a SameSite cookie, a forged request has no way in.
+    cross-site page cannot hide it. With request bodies required to be JSON, a request with
+    none required to carry no Content-Type (a cross-site form cannot do either: it always
+    sends a form's), and a SameSite cookie, a forged request has no way in.
     """
     if request.method in SAFE_METHODS:
         return
