@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 from flask import Blueprint, Flask
+from openapi_spec_validator import validate
 
+from brook.api import bp as api_blueprint
 from brook.api import openapi, schemas
 from brook.api.requests import json_body, whole_numbers
 from brook.errors import APIError
@@ -96,3 +98,13 @@ def test_a_route_without_a_description_fails_the_document() -> None:
     app.register_blueprint(api)
     with pytest.raises(LookupError, match="undescribed"):
         openapi.build(app)
+
+
+def test_the_document_is_valid_openapi() -> None:
+    app = Flask(__name__)
+    app.config["BROOK_SETTINGS"] = SimpleNamespace(max_message_chars=32_000)
+    app.register_blueprint(api_blueprint)
+    document = openapi.build(app)
+    validate(document)  # raises on anything OpenAPI 3.1 does not allow
+    content = document["components"]["schemas"]["MessageBody"]["properties"]["content"]
+    assert content["maxLength"] == 32_000  # this deployment's MAX_MESSAGE_CHARS
