@@ -1,4 +1,4 @@
-"""An answer's event stream, and Stop."""
+"""Answers and messages: the event stream, Stop, Regenerate, and editing a message."""
 
 from __future__ import annotations
 
