@@ -220,9 +220,11 @@ def test_serve_reports_a_bad_port_plainly(tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text("PORT=eighty\n")
-    monkeypatch.delenv("PORT", raising=False)
+    # load_dotenv puts PORT in os.environ: setting it first has monkeypatch record the
+    # original state, so teardown puts that back (a delenv of an absent name records nothing).
+    monkeypatch.setenv("PORT", "")
+    monkeypatch.delenv("PORT")
     result = CliRunner().invoke(main, ["serve"])
-    monkeypatch.delenv("PORT", raising=False)  # load_dotenv set it in os.environ
     assert result.exit_code == 1
     assert "PORT='eighty' is not valid: set it to a port number" in result.output
     assert "Traceback" not in result.output
