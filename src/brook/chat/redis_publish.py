@@ -3,7 +3,10 @@
 An answer's stream holds `0-1` (its start, with the model), `<end>-1` entries (the text that
 ends at character <end>) and `<end>-2` (its end). The flusher sends every answer that has
 something new in one pipeline: the first piece of text at once (it is woken), later ones
-at most once per coalescing window, the end after the last text. While Redis is away the
+with the next round, once per coalescing window, and the end at once, after the last text.
+Waking it for later text too (for a token a window after the answer's last publish) woke it
+for every second token of every answer at 50 tokens/s, and readers on other instances
+with it; on a burst of 1,000 it cost about 5 % more CPU per token. While Redis is away the
 text waits in memory and goes out when it is back.
 
 Every end seals its stream (XSETID to the largest id), so nothing can follow it. An entry
@@ -18,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -44,15 +46,13 @@ class PublishedAnswer(LiveAnswer):
         self.publisher = publisher
         self.key = key(message_id)
         self.published = 0  # characters published so far
-        self._published_at = 0.0
         self._ending: str | None = None  # the end entry's data, once finished
         self._started = False
         self._publish_lock = threading.Lock()
 
     def append(self, text: str) -> None:
         super().append(text)
-        self.publisher.mark_dirty(
-            self, urgent=time.monotonic() - self._published_at >= self.publisher.coalesce)
+        self.publisher.mark_dirty(self, urgent=not self.published or not self.publisher.coalesce)
 
     def finish(self, status: str, usage: dict[str, Any] | None,
                error: dict[str, str] | None) -> None:
@@ -97,7 +97,6 @@ class PublishedAnswer(LiveAnswer):
         with self._publish_lock:
             self._started = True
             self.published = max(self.published, length)
-            self._published_at = time.monotonic()
             if ended:
                 self._ending = None
 
