@@ -15,7 +15,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from azure.core.credentials import TokenCredential
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -23,6 +23,8 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from .config import ConfigError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The PostgreSQL advisory lock every `brook db upgrade` holds while it migrates ("brook").
+MIGRATION_LOCK = 0x62726F6F6B
 
 
 PING_AFTER_IDLE_SECONDS = 1.0
@@ -119,12 +121,21 @@ def fill_pool(engine: Engine) -> None:
 
 
 def upgrade(url: str, credential: TokenCredential | None = None) -> None:
-    """Apply every Alembic migration up to head (the same scripts for SQLite and PostgreSQL)."""
+    """Apply every Alembic migration up to head (the same scripts for SQLite and PostgreSQL).
+
+    Every instance runs this as it starts (the Azure start-up command does), so on
+    PostgreSQL it first takes a transaction-scoped advisory lock: one instance migrates, the
+    others wait for its commit and then find the schema at head, where two migrating at once
+    would both create the same tables and one would fail to start.
+    """
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = make_engine(url, credential)
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": MIGRATION_LOCK})
             _upgrade_on(connection)
     finally:
         engine.dispose()
