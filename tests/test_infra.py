@@ -377,6 +377,28 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return root
 
 
+# The first azd release whose Bicep has each feature main.bicep relies on (azd's CHANGELOG:
+# 1.12.0 updated the Bicep CLI to v0.33.93, the first with fail()).
+AZD_FOR = {"fail(": (1, 12, 0)}
+
+
+def test_azure_yaml_asks_for_an_azd_whose_bicep_compiles_the_templates() -> None:
+    """An older azd installs an older Bicep, which rejects fail() with an unhelpful error."""
+    wanted = read_yaml(ROOT / "azure.yaml")["requiredVersions"]["azd"]
+    match = re.fullmatch(r">=\s*(\d+)\.(\d+)\.(\d+)", wanted)
+    assert match, wanted
+    floor = tuple(int(part) for part in match.groups())
+    bicep = "\n".join(path.read_text() for path in INFRA.rglob("*.bicep"))
+    for feature, first in AZD_FOR.items():
+        if feature in bicep:
+            assert floor >= first, (feature, wanted)
+
+
+def test_the_azd_environment_is_not_committed() -> None:
+    """.azure/<env>/.env holds the environment's generated secrets (BROOK_SECRET_KEY)."""
+    assert ".azure/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
 def test_azure_yaml_deploys_the_web_service_to_app_service() -> None:
     config = read_yaml(ROOT / "azure.yaml")
     web = config["services"]["web"]
@@ -402,6 +424,7 @@ def test_azure_yaml_deploys_the_web_service_to_app_service() -> None:
     assert "web" in strings(body(site)["tags"])
 
 
+@pytest.mark.slow  # pip wheel
 def test_the_upload_installs_brook_with_pip(tmp_path: Path) -> None:
     """What azd uploads: Brook's sources and a requirements.txt of `.`, so App Service's build
     (Oryx) runs `pip install .`; no .env, instance/ or tests. It builds into a wheel."""
@@ -805,10 +828,14 @@ FIXTURE_FAILURES = {
 
 
 @pytest.fixture(scope="module", autouse=True)
-def checkov_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[str] | None]:
+def checkov_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+                ) -> Iterator[subprocess.Popen[str] | None]:
     """Starts one checkov run over a copy of infra/ and the fixtures, with the custom checks,
-    as soon as this module's tests begin: it works on the other core while they run."""
-    if not CHECKOV.exists():
+    as soon as this module's tests begin: it works on the other core while they run. Not
+    when no test selected here reads its report (`make test-unit` leaves them out)."""
+    wanted = any("checkov" in getattr(item, "fixturenames", ())
+                 for item in request.session.items if item.path == request.path)
+    if not CHECKOV.exists() or not wanted:
         yield None
         return
     root = tmp_path_factory.mktemp("checkov")
@@ -849,6 +876,7 @@ def findings(report: dict[str, Any], kind: str, folder: str) -> set[tuple[str, s
     return found
 
 
+@pytest.mark.slow  # checkov
 def test_checkov_parses_every_file(checkov: dict[str, Any]) -> None:
     assert checkov["summary"]["parsing_errors"] == 0
     scanned = {item["file_path"].lstrip("/") for kind in ("passed", "failed")
@@ -859,6 +887,7 @@ def test_checkov_parses_every_file(checkov: dict[str, Any]) -> None:
     assert {f"fixtures/{p.name}" for p in FIXTURES.glob("*.bicep")} <= scanned
 
 
+@pytest.mark.slow  # checkov
 def test_checkov_finds_nothing_beyond_the_baseline(checkov: dict[str, Any]) -> None:
     baseline = json.loads(BASELINE.read_text())["accepted"]
     accepted = set()
@@ -872,6 +901,7 @@ def test_checkov_finds_nothing_beyond_the_baseline(checkov: dict[str, Any]) -> N
     assert accepted - failed == set(), "these no longer fail: remove them from the baseline"
 
 
+@pytest.mark.slow  # checkov
 def test_custom_checks_pass_on_the_deployment(checkov: dict[str, Any]) -> None:
     passed = findings(checkov, "passed", "infra")
     server = ("modules/postgres.bicep", f"{SERVER}.server")
@@ -880,6 +910,7 @@ def test_custom_checks_pass_on_the_deployment(checkov: dict[str, Any]) -> None:
     assert not {f for f in findings(checkov, "failed", "infra") if f[0] in CUSTOM_CHECKS}
 
 
+@pytest.mark.slow  # checkov
 def test_custom_checks_flag_the_bad_fixtures(checkov: dict[str, Any]) -> None:
     failed = {f for f in findings(checkov, "failed", "fixtures") if f[0] in CUSTOM_CHECKS}
     expected = {(check, *where) for check, places in FIXTURE_FAILURES.items()
