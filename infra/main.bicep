@@ -55,9 +55,9 @@ param principalType string = 'User'
 ])
 param appServiceSku string = 'B1'
 
-@description('App Service instances. More than one needs enableRedis.')
+@description('App Service instances. More than one needs enableRedis; F1 runs one, Basic (B1-B3) at most 3, S1 at most 10, Premium v3 at most 30.')
 @minValue(1)
-@maxValue(10)
+@maxValue(30)
 param instanceCount int = 1
 
 @description('gunicorn worker processes per instance (WEB_CONCURRENCY); each gevent worker holds thousands of streams. More than one needs enableRedis.')
@@ -86,7 +86,6 @@ param networkMode string = 'public'
 
 @description('PostgreSQL major version (cannot be changed after creation).')
 @allowed([
-  '13'
   '14'
   '15'
   '16'
@@ -221,7 +220,8 @@ param secretKey string
 // ----------------------------------------------------------------------------------------------
 
 var checkedNetworkMode = ((appServiceSku == 'F1') && (networkMode == 'vnet')) ? fail('networkMode vnet needs App Service B1 or higher: the free tier (F1) has no VNet integration. Use networkMode public with F1 (azd env set NETWORK_MODE public), or a paid SKU (azd env set APP_SERVICE_SKU B1).') : networkMode
-var checkedScale = (((instanceCount > 1) || (webConcurrency > 1)) && (!enableRedis)) ? fail('Several instances or workers share live answers through Redis: set ENABLE_REDIS true, or INSTANCE_COUNT and WEB_CONCURRENCY to 1.') : (((appServiceSku == 'F1') && (instanceCount > 1)) ? fail('The free tier (F1) runs one instance: set INSTANCE_COUNT 1 or a paid SKU.') : instanceCount)
+var maxInstances = (appServiceSku == 'F1') ? 1 : (contains(['B1', 'B2', 'B3'], appServiceSku) ? 3 : ((appServiceSku == 'S1') ? 10 : 30))
+var checkedScale = (((instanceCount > 1) || (webConcurrency > 1)) && (!enableRedis)) ? fail('Several instances or workers share live answers through Redis: set ENABLE_REDIS true, or INSTANCE_COUNT and WEB_CONCURRENCY to 1.') : (((appServiceSku == 'F1') && (instanceCount > 1)) ? fail('The free tier (F1) runs one instance: set INSTANCE_COUNT 1 or a paid SKU.') : ((instanceCount > maxInstances) ? fail('The App Service plan runs fewer instances than INSTANCE_COUNT: Basic (B1-B3) at most 3, S1 at most 10, Premium v3 at most 30. Lower INSTANCE_COUNT or choose a larger APP_SERVICE_SKU.') : instanceCount))
 var checkedDatabaseName = contains(databaseNames, databaseName) ? databaseName : fail('databaseName must be one of databaseNames (the databases the server gets).')
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))

@@ -624,13 +624,20 @@ def test_vnet_with_the_free_tier_fails_before_anything_is_created() -> None:
         == "checkedNetworkMode"
 
 
-def test_several_instances_or_workers_need_redis() -> None:
+# How many instances each plan runs (App Service's documented scale-out limits).
+MAX_INSTANCES = {"F1": 1, "B1": 3, "B2": 3, "B3": 3, "S1": 10, "P0v3": 30, "P1v3": 30,
+                 "P2v3": 30}
+
+
+def test_several_instances_or_workers_need_redis_and_a_plan_that_runs_them() -> None:
     guard = main()["variables"]["checkedScale"]["value"]
-    for sku, instances, workers, redis in itertools.product(["F1", "B1"], [1, 2], [1, 3],
-                                                            [False, True]):
+    assert set(allowed(main(), "appServiceSku")) == set(MAX_INSTANCES)
+    for sku, instances, workers, redis in itertools.product(
+            MAX_INSTANCES, [1, 2, 3, 4, 10, 11, 30], [1, 3], [False, True]):
         evaluate = Evaluator(main(), appServiceSku=sku, instanceCount=instances,
                              webConcurrency=workers, enableRedis=redis)
-        refused = ((instances > 1 or workers > 1) and not redis) or (sku == "F1" and instances > 1)
+        refused = ((instances > 1 or workers > 1) and not redis) or \
+            instances > MAX_INSTANCES[sku]
         if refused:
             with pytest.raises(Failed):
                 evaluate(guard)
@@ -718,6 +725,8 @@ def test_postgres_flexible_server() -> None:
         evaluate = Evaluator(postgres, privateAccess=private_access, allowAzureServices=allow)
         assert bool(evaluate(azure["config"]["condition"])) is created
     assert allowed(main(), "postgresVersion")[-1] == "17"
+    # 13 is past its end of life (November 2025): no new server on it.
+    assert min(int(version) for version in allowed(main(), "postgresVersion")) >= 14
     assert main()["parameters"]["postgresSkuName"]["default"] == "Standard_B1ms"
     assert main()["parameters"]["postgresSkuTier"]["default"] == "Burstable"
     # Children one at a time: databases -> 0.0.0.0 -> single IPs -> admins -> TLS settings.
