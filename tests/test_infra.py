@@ -345,6 +345,63 @@ def test_every_bicep_file_parses(path: Path) -> None:
     assert parsed.get("resources") or parsed.get("modules"), f"{path} declares nothing"
 
 
+def accessed_outputs(value: Any) -> Iterator[tuple[str, str]]:
+    """(module, output) for every `<module>.outputs.<name>` in a parsed value."""
+    if isinstance(value, dict):
+        operator_ = value.get("operator")
+        if isinstance(operator_, dict) and operator_.get("type") == "property_accessor":
+            first, rest = operator_["operands"]["operand_1"], operator_["operands"]["operand_2"]
+            inner = rest.get("operator") if isinstance(rest, dict) else None
+            if isinstance(first, str) and isinstance(inner, dict) and \
+                    inner.get("type") == "property_accessor" and \
+                    inner["operands"]["operand_1"] == "outputs":
+                output = inner["operands"]["operand_2"]
+                while isinstance(output, dict):  # outputs.a.b: the output is a
+                    output = output["operator"]["operands"]["operand_1"]
+                yield first, output
+        for item in value.values():
+            yield from accessed_outputs(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from accessed_outputs(item)
+
+
+def wiring_problems(path: Path) -> list[str]:
+    """What `az bicep build` would reject in how a template uses its modules: a parameter
+    passed that the module does not declare, a required one not passed, an output read that
+    the module does not have."""
+    template = bicep(path)
+    modules = template.get("modules") or {}
+    problems: list[str] = []
+    declared_outputs: dict[str, set[str]] = {}
+    for name, declaration in modules.items():
+        target = bicep(path.parent / declaration["detail"]["path"])
+        parameters = target.get("parameters") or {}
+        declared_outputs[name] = set(target.get("outputs") or {})
+        passed = body(declaration).get("params") or {}
+        problems += [f"{name}: passes {p}, which it does not declare"
+                     for p in passed if p not in parameters]
+        problems += [f"{name}: does not pass the required {p}"
+                     for p, spec in parameters.items()
+                     if spec.get("default") is None and p not in passed]
+    problems += [f"{name}: has no output {output}"
+                 for name, output in sorted(set(accessed_outputs(template)))
+                 if name in declared_outputs and output not in declared_outputs[name]]
+    return problems
+
+
+def test_modules_are_wired_as_they_declare() -> None:
+    # The walk sees every output main.bicep reads (as a plain text scan finds them).
+    text = (INFRA / "main.bicep").read_text()
+    assert set(accessed_outputs(main())) == set(re.findall(r"(\w+)!?\.outputs\.(\w+)", text))
+    assert wiring_problems(INFRA / "main.bicep") == []
+    assert wiring_problems(ROOT / "tests" / "infra" / "wiring" / "main.bicep") == [
+        "store: passes size, which it does not declare",
+        "store: does not pass the required name",
+        "store: has no output key",
+    ]
+
+
 def test_main_uses_every_module_and_every_module_exists() -> None:
     used = {(INFRA / m["detail"]["path"]).resolve() for m in main()["modules"].values()}
     assert used == {p.resolve() for p in MODULES.glob("*.bicep")}

@@ -86,6 +86,6 @@ resource privateDnsZone 'Microsoft.Network/privateDnsZones@2024-06-01' = {
 output virtualNetworkId string = virtualNetwork.id
 output databaseSubnetId string = '${virtualNetwork.id}/subnets/${databaseSubnetName}'
 output webSubnetId string = '${virtualNetwork.id}/subnets/${webSubnetName}'
-// Referencing the link makes the server (which uses this output) wait until the zone is linked.
+// A module's outputs exist once its whole deployment is done, the zone's link to the VNet
+// included: the server, which reads this one, is created after the zone is linked.
 output privateDnsZoneId string = privateDnsZone.id
-output privateDnsZoneLinkId string = privateDnsZone::virtualNetworkLink.id
