@@ -42,7 +42,7 @@ run: $(VENV)/.installed  ## install (with the local model) and serve on http://1
 	$(BIN)/brook serve
 
 demo: $(VENV)/.installed  ## Brook against the fake model server: no account needed
-	$(BIN)/python -m brook.fakemodel --port 8001 --ttft 0.3 --gap 0.03 --tokens 120 & \
+	$(BIN)/python -m tests.fakemodel --port 8001 --ttft 0.3 --gap 0.03 --tokens 120 & \
 	trap 'kill $$!' EXIT; \
 	OPENAI_BASE_URL=http://127.0.0.1:8001/v1 OPENAI_MODEL=fake $(BIN)/brook serve
 

@@ -1,7 +1,7 @@
-"""Brook's fake model server (``brook.fakemodel``), recording when it sends each token.
+"""Brook's fake model server (``tests/fakemodel.py``), recording when it sends each token.
 
 ``benchmarks/load.py`` runs this as its own process, as the upstream of the Brook under test.
-It is ``brook.fakemodel.FakeModelServer`` unchanged (same protocol, same pacing: it sleeps
+It is ``tests.fakemodel.FakeModelServer`` unchanged (same protocol, same pacing: it sleeps
 ``--gap`` between tokens, so its schedule drifts by the event loop's lateness) with one
 addition: for every streamed answer it records ``time.monotonic()`` at each write, keyed
 by the text of the last user message (the load client makes each one unique). Monotonic
@@ -27,7 +27,10 @@ import json
 import time
 from typing import Any
 
-from brook.fakemodel import FakeModelServer, _answer
+# The fake model server lives with the tests (tests/fakemodel.py), outside the brook package;
+# run as a script, this one has only benchmarks/ on its path: add the repository's root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.fakemodel import FakeModelServer, _answer
 
 
 class _RecordingWriter:

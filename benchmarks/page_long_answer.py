@@ -63,8 +63,12 @@ from werkzeug.serving import make_server
 
 import brook
 from brook import create_app
-from brook.fakemodel import FakeModelServer
 from brook.models import Conversation, Message
+
+# The fake model server lives with the tests (tests/fakemodel.py), outside the brook package;
+# run as a script, this one has only benchmarks/ on its path: add the repository's root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.fakemodel import FakeModelServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -260,7 +264,7 @@ def summary(values: Sequence[float]) -> dict[str, float | int | None]:
 class Site:
     url: str
     database_url: str
-    fake: Any  # brook.fakemodel.FakeModelServer
+    fake: Any  # tests.fakemodel.FakeModelServer
 
     @contextmanager
     def engine(self) -> Iterator[Engine]:

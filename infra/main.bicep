@@ -178,8 +178,8 @@ param chatModelName string = 'gpt-4.1-mini'
 @description('Version of chatModelName.')
 param chatModelVersion string = '2025-04-14'
 
-@description('Name of the chat deployment (AZURE_OPENAI_DEPLOYMENT).')
-param chatDeploymentName string = chatModelName
+@description('Name of the chat deployment (AZURE_OPENAI_DEPLOYMENT). Empty: named after chatModelName.')
+param chatDeploymentName string = ''
 
 @description('Deployment type: GlobalStandard, DataZoneStandard or Standard.')
 param chatDeploymentSku string = 'GlobalStandard'
@@ -233,6 +233,9 @@ var identityName = 'id-web-${resourceToken}'
 var postgresServerName = 'psql-${resourceToken}'
 var useExistingOpenAi = !empty(openAiAccountName)
 var developerPostgresRole = 'azd-${take(uniqueString(principalId), 8)}'
+// Named after the model unless AZURE_OPENAI_DEPLOYMENT names it: choosing another model with
+// AZURE_OPENAI_CHAT_MODEL alone gives a deployment named after that model.
+var chatDeployment = empty(chatDeploymentName) ? chatModelName : chatDeploymentName
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: 'rg-${environmentName}'
@@ -319,7 +322,7 @@ module openAi 'modules/openai.bicep' = if (!useExistingOpenAi) {
     name: 'oai-${resourceToken}'
     location: empty(openAiLocation) ? location : openAiLocation
     tags: tags
-    deploymentName: chatDeploymentName
+    deploymentName: chatDeployment
     modelName: chatModelName
     modelVersion: chatModelVersion
     deploymentSku: chatDeploymentSku
@@ -377,7 +380,7 @@ var appSettings = {
   TRUSTED_PROXIES: '1'
   MODEL_PROVIDER: 'azure'
   AZURE_OPENAI_ENDPOINT: openAiAccess.outputs.endpoint
-  AZURE_OPENAI_DEPLOYMENT: chatDeploymentName
+  AZURE_OPENAI_DEPLOYMENT: chatDeployment
   AZURE_OPENAI_API_VERSION: openAiApiVersion
   AZURE_CLIENT_ID: identity.outputs.clientId
   DATABASE_ENTRA_AUTH: entraDatabaseAuth ? 'true' : 'false'
@@ -412,7 +415,7 @@ output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_OPENAI_ENDPOINT string = openAiAccess.outputs.endpoint
-output AZURE_OPENAI_DEPLOYMENT string = chatDeploymentName
+output AZURE_OPENAI_DEPLOYMENT string = chatDeployment
 output AZURE_OPENAI_API_VERSION string = openAiApiVersion
 output SERVICE_WEB_NAME string = web.outputs.name
 output SERVICE_WEB_URI string = web.outputs.uri

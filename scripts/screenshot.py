@@ -17,7 +17,11 @@ from playwright.sync_api import Browser, Page, StorageState, expect, sync_playwr
 from werkzeug.serving import make_server
 
 from brook import create_app
-from brook.fakemodel import FakeModelServer
+
+# The fake model server lives with the tests (tests/fakemodel.py), outside the brook package;
+# run as a script, this one has only scripts/ on its path: add the repository's root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.fakemodel import FakeModelServer
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

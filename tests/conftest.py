@@ -23,8 +23,8 @@ from sqlalchemy import create_engine, text
 from werkzeug.serving import make_server
 
 from brook import create_app, database, sse
-from brook.fakemodel import FakeModelServer
 
+from .fakemodel import FakeModelServer
 from .redis_servers import RedisServer
 from .redis_servers import redis_cluster as redis_cluster
 from .redis_servers import redis_server as redis_server

@@ -12,9 +12,8 @@ from typing import Any, Literal
 import pytest
 from playwright.sync_api import Locator, Page, Route, expect
 
-from brook.fakemodel import FakeModelServer
-
 from .conftest import LiveServer, directive
+from .fakemodel import FakeModelServer
 from .test_browser import live_site, opened
 
 pytestmark = pytest.mark.browser

@@ -6,8 +6,6 @@ import uuid
 
 import httpx
 
-from brook.fakemodel import FakeModelServer
-
 from .conftest import (
     LiveServer,
     directive,
@@ -17,6 +15,7 @@ from .conftest import (
     text_of,
     wait_for_answer,
 )
+from .fakemodel import FakeModelServer
 
 
 def turn(client: httpx.Client, conversation_id: str, content: str) -> dict[str, str]:

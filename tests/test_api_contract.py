@@ -31,9 +31,11 @@ from schemathesis.schemas import BaseSchema
 
 from brook import create_app
 from brook.api.openapi import OPERATIONS
-from brook.fakemodel import FakeModelServer
 
 from .conftest import LiveServer
+from .fakemodel import FakeModelServer
+
+pytestmark = pytest.mark.slow  # hundreds of requests: about 25 s
 
 # Bounded for CI: about this many generated requests per operation, and stateful scenarios.
 EXAMPLES = 30

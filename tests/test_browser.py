@@ -15,9 +15,9 @@ from playwright.sync_api import Browser, Locator, Page, Route, expect
 
 from brook import create_app
 from brook.assets import static_version
-from brook.fakemodel import FakeModelServer
 
 from .conftest import AppFactory, LiveServer, directive
+from .fakemodel import FakeModelServer
 
 pytestmark = pytest.mark.browser
 

@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import update
 
 from brook import sse
-from brook.fakemodel import FakeModelServer
 from brook.models import Message, utcnow
 
 from .conftest import (
@@ -22,6 +21,7 @@ from .conftest import (
     text_of,
     wait_for_answer,
 )
+from .fakemodel import FakeModelServer
 
 
 def test_fast_tokens_are_coalesced_and_the_first_is_not_held(

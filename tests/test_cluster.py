@@ -20,7 +20,6 @@ import redis
 from brook import sse
 from brook.chat.redis_keys import key
 from brook.database import PING_AFTER_IDLE_SECONDS
-from brook.fakemodel import FakeModelServer
 
 from .conftest import (
     Server,
@@ -33,6 +32,7 @@ from .conftest import (
     text_of,
     wait_for_answer,
 )
+from .fakemodel import FakeModelServer
 from .redis_servers import RedisServer
 
 

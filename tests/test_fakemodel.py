@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import inspect
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
-from brook.fakemodel import FakeModelServer
+from .fakemodel import FakeModelServer
 
 REPLY = "Hello world!\n\n  <script>alert('x')</script> — naïve 😀\ttabs\r\nend "
 
@@ -157,19 +154,34 @@ def test_keep_alive_serves_many_requests_on_one_connection(fake: FakeModelServer
         conn.close()
 
 
-def test_ttft_and_gap_are_honoured() -> None:
+def test_ttft_and_gap_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each token leaves only after the fake has slept `ttft`, then `gap` per token before it.
+
+    Not timed with a clock: the fake's sleeps (real ones, on its event loop) are recorded as
+    they end, in one list with each token as the client receives it, so the list's order
+    says which sleeps were over before a token arrived.
+    """
+    happened: list[tuple[str, float]] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(delay: float) -> None:
+        await real_sleep(delay)
+        if delay:
+            happened.append(("slept", delay))
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)  # what the fake's `asyncio.sleep` calls
     with FakeModelServer(ttft=0.2, gap=0.03, tokens=5) as fake, client(fake) as c:
-        start = time.monotonic()
-        chunks = c.chat.completions.create(model="m", messages=ask(), stream=True)
-        times = [
-            time.monotonic() - start for ch in chunks if ch.choices and ch.choices[0].delta.content
-        ]
-        assert len(times) == 5
-        assert times[0] >= 0.2
-        assert times[-1] >= 0.2 + 4 * 0.03
-        start = time.monotonic()
-        stream(c, 'go @@fake{"ttft": 0.1, "gap": 0}')
-        assert time.monotonic() - start >= 0.1
+        for ch in c.chat.completions.create(model="m", messages=ask(), stream=True):
+            if ch.choices and ch.choices[0].delta.content:
+                happened.append(("token", 0))
+        tokens = [i for i, (kind, _) in enumerate(happened) if kind == "token"]
+        assert len(tokens) == 5
+        for n, at in enumerate(tokens):
+            assert [d for kind, d in happened[:at] if kind == "slept"][:n + 1] == [0.2] + [0.03] * n
+        happened.clear()
+        chunks = stream(c, 'go @@fake{"ttft": 0.1, "gap": 0}')
+        assert happened == [("slept", 0.1)]  # then every token at once
+        assert len([ch for ch in chunks if ch.choices and ch.choices[0].delta.content]) > 1
 
 
 def test_api_key_is_checked() -> None:
@@ -341,13 +353,10 @@ def test_many_concurrent_streams() -> None:
 
 
 def test_command_line_serves_until_interrupted() -> None:
-    src = Path(inspect.getfile(FakeModelServer)).resolve().parent.parent
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]),
-    }
-    args = [sys.executable, "-m", "brook.fakemodel", "--port", "0", "--reply", "cli says hi"]
-    with subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env) as proc:
+    """`make demo`'s command: `python -m tests.fakemodel`, from the repository's root."""
+    root = Path(__file__).resolve().parent.parent
+    args = [sys.executable, "-m", "tests.fakemodel", "--port", "0", "--reply", "cli says hi"]
+    with subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=root) as proc:
         try:
             assert proc.stdout is not None
             url = proc.stdout.readline().split()[-1]

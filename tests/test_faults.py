@@ -15,9 +15,8 @@ import pytest
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
-from brook.fakemodel import FakeModelServer
-
 from .conftest import AppFactory, directive, new_conversation, read_events, send, wait_for_answer
+from .fakemodel import FakeModelServer
 
 UPSTREAM_WORDS = ("maximum context length", "content management policy", "Traceback",
                   "ResponsibleAIPolicyViolation", "Incorrect API key", "Internal")

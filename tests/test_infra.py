@@ -599,6 +599,15 @@ def test_production_setting_values() -> None:
         assert settings[name] == value, name
     assert evaluate(settings["WEB_CONCURRENCY"]) == "1"
     assert evaluate(settings["AZURE_OPENAI_DEPLOYMENT"]) == "gpt-4.1-mini"
+    # Another model alone names its deployment after itself; a deployment name wins.
+    other = Evaluator(main(), chatModelName="gpt-4o", chatDeploymentName="")
+    assert other(settings["AZURE_OPENAI_DEPLOYMENT"]) == "gpt-4o"
+    assert other(body(main()["modules"]["openAi"])["params"]["deploymentName"]) == "gpt-4o"
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["chatDeploymentName"]["value"] == "${AZURE_OPENAI_DEPLOYMENT}"
+    named = Evaluator(main(), chatModelName="gpt-4o", chatDeploymentName="chat")
+    assert named(settings["AZURE_OPENAI_DEPLOYMENT"]) == "chat"
+    assert named(main()["outputs"]["AZURE_OPENAI_DEPLOYMENT"]["value"]) == "chat"
     assert evaluate(settings["AZURE_OPENAI_API_VERSION"]) == "2024-10-21"
     assert settings["SECRET_KEY"] == "secretKey"
     assert is_secure(main(), "secretKey")

@@ -11,11 +11,11 @@ import pytest
 from azure.core.credentials import AccessToken
 
 from brook.config import load_settings
-from brook.fakemodel import FakeModelServer
 from brook.providers import ProviderError, Usage, build_provider
 from brook.providers.openai_compat import AZURE_SCOPE, OpenAICompatible
 
 from .conftest import AppFactory, new_conversation, read_events, send, wait_for_answer
+from .fakemodel import FakeModelServer
 
 PROMPT = [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}]
 

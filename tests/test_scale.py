@@ -15,7 +15,6 @@ import redis
 from sqlalchemy import create_engine, func, select
 
 from brook import sse
-from brook.fakemodel import FakeModelServer
 from brook.models import Message
 
 from .conftest import (
@@ -30,6 +29,7 @@ from .conftest import (
     wait_for_answer,
 )
 from .redis_servers import RedisServer
+from .fakemodel import FakeModelServer
 
 HOOKS = str(Path(__file__).parent / "hooks")
 

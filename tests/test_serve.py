@@ -13,7 +13,6 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, select
 
-from brook.fakemodel import FakeModelServer
 from brook.models import Message
 
 from .conftest import (
@@ -26,6 +25,9 @@ from .conftest import (
     text_of,
     wait_for_answer,
 )
+from .fakemodel import FakeModelServer
+
+pytestmark = pytest.mark.slow  # `brook serve`
 
 
 @pytest.fixture

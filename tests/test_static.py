@@ -14,9 +14,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from brook.assets import STATIC_FOLDER, static_version
-from brook.fakemodel import FakeModelServer
 
 from .conftest import LiveServer, Server
+from .fakemodel import FakeModelServer
 
 VERSION = re.compile(r"/static/([0-9a-f]{12})/")
 TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css"}

@@ -8,8 +8,6 @@ from typing import Any
 import httpx
 from sqlalchemy import event
 
-from brook.fakemodel import FakeModelServer
-
 from .conftest import (
     AppFactory,
     LiveServer,
@@ -20,6 +18,7 @@ from .conftest import (
     text_of,
     wait_for_answer,
 )
+from .fakemodel import FakeModelServer
 
 REPLY = ("# Title\n\nLine one.\nLine two with ünïcödé, emoji 🌊 and \"quotes\".\n\n"
          "```py\nx = 1\n```\n")
@@ -123,7 +122,8 @@ def test_reader_that_hangs_up_does_not_stop_generation(client: httpx.Client) -> 
     assert len(answer["content"].split()) == 60
 
 
-def test_stop_keeps_the_partial_answer(client: httpx.Client) -> None:
+def test_stop_keeps_the_partial_answer(client: httpx.Client, fake: FakeModelServer) -> None:
+    hangups = fake.hangups
     conversation_id = new_conversation(client)
     sent = send(client, conversation_id, "slow " + directive(tokens=500, gap=0.02))
     message_id = sent["assistant_message"]["id"]
@@ -139,7 +139,12 @@ def test_stop_keeps_the_partial_answer(client: httpx.Client) -> None:
     events = read_events(client, sent["stream_url"])
     assert text_of(events) == stopped["content"]
     assert events[-1]["data"]["status"] == "stopped"
-    time.sleep(0.2)
+    # And later: once the generating thread has let go of the model's stream (the fake
+    # model sees it hang up), no text it still had can change what was stored.
+    deadline = time.monotonic() + 30
+    while fake.hangups == hangups:
+        assert time.monotonic() < deadline, "the model's stream was never closed"
+        time.sleep(0.01)
     again = wait_for_answer(client, conversation_id, message_id)
     assert again["content"] == stopped["content"]
     # Stopping a finished answer changes nothing.

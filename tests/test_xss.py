@@ -26,9 +26,8 @@ import pytest
 from playwright.sync_api import Dialog, Frame, Page, Request, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from brook.fakemodel import FakeModelServer
-
 from .conftest import LiveServer
+from .fakemodel import FakeModelServer
 
 pytestmark = pytest.mark.browser
 

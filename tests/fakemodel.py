@@ -5,6 +5,11 @@ It is a protocol peer for integration tests and load benchmarks, so it is built 
 pre-encodes what it can: it must stream thousands of tokens per second without eating
 the CPU of the machine it is measuring.
 
+It is a tool of the tests, the benchmarks and ``make demo``, not part of the ``brook``
+package: it imports nothing of Brook's. Tests import it as ``.fakemodel``; benchmarks and
+scripts, run as files, put the repository's root on ``sys.path`` and import
+``tests.fakemodel``; ``python -m tests.fakemodel`` serves it from the repository's root.
+
 Routes: ``POST /v1/chat/completions``, ``POST /openai/deployments/<name>/chat/completions``
 (Azure; the deployment is the model name) and ``GET /v1/models``.
 
@@ -216,6 +221,9 @@ class FakeModelServer:
         self.reply, self.api_key = reply, api_key
         self.requests: list[dict[str, Any]] = []
         self.connections = 0  # accepted so far: tests see whether clients reuse them
+        # Streamed answers whose client hung up before their end, as seen when a token could
+        # not be sent: with a ``gap``, within a token or two of the hang-up.
+        self.hangups = 0
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._fault_counts: dict[str, int] = {}
@@ -228,7 +236,7 @@ class FakeModelServer:
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host  # noqa: S104
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     def start(self) -> FakeModelServer:
@@ -488,42 +496,47 @@ class FakeModelServer:
             f"connection: {'keep-alive' if keep else 'close'}\r\nx-request-id: {cid}\r\n\r\n"
         )
         role = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-        writer.write(head.encode() + _event({**base, "choices": [role]}))
-        await writer.drain()
-        await asyncio.sleep(ttft)
-        batch: list[bytes] = []  # without a gap, everything goes out in one write below
-        for i in range(count):
-            frame = _frame(pre + encoded[i] + post)
-            if i == after and fault == "malformed":
-                frame = _frame(_MALFORMED) + frame
-            if gap > 0:
-                if i:
-                    await asyncio.sleep(gap)
-                writer.write(frame)
+        try:
+            writer.write(head.encode() + _event({**base, "choices": [role]}))
+            await writer.drain()
+            await asyncio.sleep(ttft)
+            batch: list[bytes] = []  # without a gap, everything goes out in one write below
+            for i in range(count):
+                frame = _frame(pre + encoded[i] + post)
+                if i == after and fault == "malformed":
+                    frame = _frame(_MALFORMED) + frame
+                if gap > 0:
+                    if i:
+                        await asyncio.sleep(gap)
+                    writer.write(frame)
+                    await writer.drain()
+                else:
+                    batch.append(frame)
+            if fault == "drop":
+                writer.write(b"".join(batch))
                 await writer.drain()
-            else:
-                batch.append(frame)
-        if fault == "drop":
+                writer.transport.abort()
+                return False
+            if fault == "malformed" and after >= count:
+                batch.append(_frame(_MALFORMED))
+            stop = {"index": 0, "delta": {}, "finish_reason": finish}
+            batch.append(_event({**base, "choices": [stop]}))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                batch.append(_event({**base, "choices": [], "usage": usage}))
+            batch.append(_frame(_DONE) + b"0\r\n\r\n")  # [DONE] and the last chunk in one packet
             writer.write(b"".join(batch))
             await writer.drain()
-            writer.transport.abort()
-            return False
-        if fault == "malformed" and after >= count:
-            batch.append(_frame(_MALFORMED))
-        stop = {"index": 0, "delta": {}, "finish_reason": finish}
-        batch.append(_event({**base, "choices": [stop]}))
-        if (body.get("stream_options") or {}).get("include_usage"):
-            batch.append(_event({**base, "choices": [], "usage": usage}))
-        batch.append(_frame(_DONE) + b"0\r\n\r\n")  # [DONE] and the last chunk in one packet
-        writer.write(b"".join(batch))
-        await writer.drain()
-        return keep
+            return keep
+        except ConnectionError:  # the client hung up mid-answer (seen at a write)
+            with self._lock:
+                self.hangups += 1
+            raise
 
 
 def main(argv: list[str] | None = None) -> None:
     """Serve in the foreground until Ctrl-C."""
-    description = "Serve fake OpenAI chat completions (see the brook.fakemodel docstring)."
-    parser = argparse.ArgumentParser(prog="python -m brook.fakemodel", description=description)
+    description = "Serve fake OpenAI chat completions (see the tests/fakemodel.py docstring)."
+    parser = argparse.ArgumentParser(prog="python -m tests.fakemodel", description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--ttft", type=float, default=0.0, help="seconds before the first token")
