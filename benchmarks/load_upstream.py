@@ -24,7 +24,9 @@ import argparse
 import asyncio
 import contextlib
 import json
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 # The fake model server lives with the tests (tests/fakemodel.py), outside the brook package;

@@ -8,6 +8,7 @@ a conversation of a few turns with a table and highlighted code, a couple more i
 from __future__ import annotations
 
 import logging
+import sys
 import tempfile
 import threading
 from pathlib import Path

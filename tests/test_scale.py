@@ -28,8 +28,8 @@ from .conftest import (
     text_of,
     wait_for_answer,
 )
-from .redis_servers import RedisServer
 from .fakemodel import FakeModelServer
+from .redis_servers import RedisServer
 
 HOOKS = str(Path(__file__).parent / "hooks")
 
