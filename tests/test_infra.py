@@ -782,6 +782,12 @@ def test_postgres_flexible_server() -> None:
     rules = resources(postgres, "Microsoft.DBforPostgreSQL/flexibleServers/firewallRules")
     single = next(r for r in rules.values() if "loop_type" in r["config"])
     assert "allowedSingleIPs" in strings(single["config"]["loop_type"])
+    # main.bicep takes them as one comma-separated azd variable, not a list in a committed file.
+    assert body(main()["modules"]["postgres"])["params"]["allowedSingleIPs"] == "allowedIps"
+    assert main()["parameters"]["allowedSingleIPs"]["type"] == "string"
+    assert {"split", "replace", "empty"} <= set(strings(main()["variables"]["allowedIps"]["value"]))
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["allowedSingleIPs"]["value"] == "${POSTGRES_ALLOWED_IPS}"
     assert Evaluator(postgres, privateAccess=True)(
         single["config"]["loop_type"]["detail"]["array_name"]) == []
     azure = next(r for r in rules.values() if "loop_type" not in r["config"])
