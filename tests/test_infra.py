@@ -26,6 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Callable, Iterator
 from importlib.util import find_spec
 from pathlib import Path
@@ -557,6 +558,88 @@ def app_settings() -> dict[str, tuple[Any, str]]:
             settings[name] = (value, where)
     assert redis["true_value"] == {}, "REDIS_URL must be set only when redisName is"
     return settings
+
+
+# What Azure fills in where the Bicep reads a deployed resource (made-up values of the real
+# shapes, a key with characters a URL must escape).
+DEPLOYED = {
+    "openAiAccess.outputs.endpoint": "https://oai-abc.openai.azure.com/",
+    "identity.outputs.clientId": "00000000-0000-0000-0000-0000000000c1",
+    "monitoring.outputs.applicationInsightsConnectionString":
+        "InstrumentationKey=00000000-0000-0000-0000-0000000000a1;"
+        "IngestionEndpoint=https://eastus-0.in.applicationinsights.azure.com/",
+    "postgres.outputs.fqdn": "psql-abc.postgres.database.azure.com",
+    "redisCluster::database.listKeys().primaryKey": "k3y/with+and=",
+    "redisCluster.properties.hostName": "redis-abc.eastus.redis.azure.net",
+}
+DEPLOYMENT_MODES = {
+    "F1, public, Entra": {"appServiceSku": "F1", "networkMode": "public",
+                          "postgresAuth": "entra"},
+    "B1, vnet, Entra": {"appServiceSku": "B1", "networkMode": "vnet", "postgresAuth": "entra"},
+    "B1, public, password": {"appServiceSku": "B1", "networkMode": "public",
+                             "postgresAuth": "password", "postgresAdminPassword": "p@ss:w/rd%"},
+    "S1, 3 instances of 2 workers, Redis": {"appServiceSku": "S1", "instanceCount": 3,
+                                            "webConcurrency": 2, "enableRedis": True},
+}
+
+
+def deployed_settings(mode: dict[str, Any]) -> dict[str, str]:
+    """The app settings a deployment in `mode` gives the site, as strings: the Bicep's
+    expressions evaluated, interpolations filled in, resources' values from DEPLOYED."""
+    evaluate = Evaluator(main(), environmentName="brook-prod", location="eastus",
+                         secretKey="s" * 32, resourceToken="abc123", **mode)
+    redis_on = bool(mode.get("enableRedis"))
+    in_web = Evaluator(module("appservice"), redisName="redis-abc" if redis_on else "")
+
+    def fill(value: Any, evaluator: Evaluator) -> str:
+        text = DEPLOYED.get(value, value) if isinstance(value, str) else value
+        assert isinstance(text, str), (value, text)
+
+        def one(match: re.Match[str]) -> str:
+            inner = match.group(1)
+            escaped = re.fullmatch(r"uriComponent\((.+)\)", inner)
+            if escaped:
+                return urllib.parse.quote(fill("${" + escaped.group(1) + "}", evaluator),
+                                          safe="")
+            if inner in DEPLOYED:
+                return DEPLOYED[inner]
+            return fill(evaluator(inner), evaluator)
+
+        return re.sub(r"\$\{([^{}]+(?:\([^()]*\))?[^{}]*)\}", one, text)
+
+    settings: dict[str, str] = {}
+    for name, (value, where) in app_settings().items():
+        if where == "redisSettings":
+            if redis_on:
+                settings[name] = fill(value, in_web)
+            continue
+        settings[name] = fill(evaluate(value), evaluate)
+    return settings
+
+
+@pytest.mark.parametrize("mode", DEPLOYMENT_MODES, ids=list(DEPLOYMENT_MODES))
+def test_the_settings_each_mode_deploys_are_accepted_by_brook(mode: str,
+                                                              tmp_path: Path) -> None:
+    from brook.config import load_settings
+
+    deployed = deployed_settings(DEPLOYMENT_MODES[mode])
+    for name, value in deployed.items():
+        assert "${" not in value, (name, value)
+        assert ".outputs." not in value, (name, value)
+    settings = load_settings(deployed, tmp_path)  # raises ConfigError on anything it refuses
+    assert settings.provider == "azure"
+    assert settings.azure_openai_endpoint == DEPLOYED["openAiAccess.outputs.endpoint"]
+    password = DEPLOYMENT_MODES[mode].get("postgresAuth") == "password"
+    assert settings.database_entra_auth is not password
+    assert settings.database_url.startswith("postgresql")
+    assert "psql-abc.postgres.database.azure.com:5432/brook" in settings.database_url
+    if password:
+        assert "://brookadmin:p%40ss%3Aw%2Frd%25@" in settings.database_url
+    else:  # the app's managed identity is the database user, its token the password
+        assert "://id-web-abc123@" in settings.database_url
+    assert (settings.redis_url is not None) is bool(DEPLOYMENT_MODES[mode].get("enableRedis"))
+    if settings.redis_url:
+        assert settings.redis_url.startswith("rediss://:k3y%2Fwith%2Band%3D@redis-abc.")
 
 
 def test_every_variable_brook_reads_has_a_production_decision() -> None:
