@@ -403,6 +403,33 @@ def test_modules_are_wired_as_they_declare() -> None:
     ]
 
 
+# Linter rules `az bicep build` must treat as errors (infra/bicepconfig.json): mistakes that
+# would deploy, and deploy something wrong.
+LINTER_ERRORS = {"no-unused-params", "no-unused-vars", "no-hardcoded-env-urls",
+                 "secure-parameter-default", "secure-secrets-in-params",
+                 "outputs-should-not-contain-secrets", "use-secure-value-for-secure-inputs"}
+
+
+def unused_declarations(path: Path) -> list[str]:
+    """Parameters and variables a template declares and never uses, as the linter's
+    no-unused-params and no-unused-vars rules find them."""
+    code = re.sub(r"//.*", "", path.read_text())
+    return [f"{kind} {name}" for kind in ("param", "var")
+            for name in re.findall(rf"^{kind} (\w+)", code, re.MULTILINE)
+            if len(re.findall(rf"\b{name}\b", code)) < 2]
+
+
+def test_the_linter_fails_the_build_on_what_matters_and_the_templates_pass_it() -> None:
+    config = json.loads((INFRA / "bicepconfig.json").read_text())["analyzers"]["core"]
+    assert config["enabled"] is True
+    errors = {rule for rule, setting in config["rules"].items() if setting["level"] == "error"}
+    assert errors >= LINTER_ERRORS
+    for path in sorted(INFRA.rglob("*.bicep")):
+        assert unused_declarations(path) == [], path
+    assert unused_declarations(ROOT / "tests" / "infra" / "wiring" / "unused.bicep") == [
+        "param unused", "var forgotten"]
+
+
 def test_main_uses_every_module_and_every_module_exists() -> None:
     used = {(INFRA / m["detail"]["path"]).resolve() for m in main()["modules"].values()}
     assert used == {p.resolve() for p in MODULES.glob("*.bicep")}
