@@ -1141,5 +1141,7 @@ def test_deploy_docs() -> None:
         "Cannot update the site 'your-site-name-here' because it uses x64 worker process "
         "which is not allowed in the target compute mode.",
         "location is restricted", "centralus", "0.0.0.0",
+        # Easy Auth's secret is an app setting, and a provision replaces them all.
+        "`azd provision` replaces every app setting", "MICROSOFT_PROVIDER_AUTHENTICATION_SECRET",
     ):
         assert needed in docs, needed
