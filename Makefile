@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run demo test lint infra-tools vendor screenshot clean
+.PHONY: run demo test test-unit lint infra-tools vendor screenshot clean
 
 # The local model's torch: always exactly this version, installed before the `local` extra
 # (which pins the same one, so pip keeps this build). TORCH_INDEX picks where it comes from:
@@ -53,6 +53,9 @@ lint: $(VENV)/.installed-dev  ## ruff, mypy, and the import layers (lint-imports
 
 test: lint infra-tools  ## ruff, mypy, lint-imports, then every test (PostgreSQL on 127.0.0.1:5432, /usr/bin/chromium)
 	$(BIN)/pytest
+
+test-unit: $(VENV)/.installed-dev  ## the tests that need no services, server processes or browser (seconds)
+	$(BIN)/pytest -m "not postgres and not redis and not browser and not slow"
 
 vendor:  ## refresh the vendored front-end libraries from npm
 	scripts/vendor.sh

@@ -33,6 +33,35 @@ POSTGRES_URL = os.environ.get("BROOK_TEST_POSTGRES_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+# -- markers: what a test needs beyond this process (README, Testing) --------------------------
+
+# A test that uses one of these fixtures, itself or through another fixture, gets its markers.
+NEEDS = {
+    "postgres_schema": ("postgres",),
+    "pg_url": ("postgres",),
+    "redis_server": ("redis",),
+    "redis_cluster": ("redis",),
+    "cluster": ("postgres", "redis", "slow"),  # two `brook serve` processes
+    "browser": ("browser",),
+    "page": ("browser",),
+    "tiny_model": ("slow",),  # test_local.py: loads torch and builds a model
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the services it needs, from the fixtures it uses: `postgres` also
+    for a fixture parametrized "postgresql" (`database_url`). Tests that need a service or a
+    server process without such a fixture are marked by hand (`pytestmark`)."""
+    for item in items:
+        needs = {mark for name in getattr(item, "fixturenames", ())
+                 for mark in NEEDS.get(name, ())}
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "postgresql" in callspec.params.values():
+            needs.add("postgres")
+        for mark in sorted(needs):
+            item.add_marker(mark)
+
+
 @pytest.fixture(scope="session")
 def fake_server() -> Iterator[FakeModelServer]:
     with FakeModelServer(reply="Hello from the fake model.") as server:
@@ -116,7 +145,9 @@ class LiveServer:
         self.app = app
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # `stop` waits for the loop to look at its flag: every 0.5 s by default.
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
+                                       daemon=True)
         self.thread.start()
 
     def client(self) -> httpx.Client:

@@ -48,6 +48,7 @@ def test_an_event_loop_running_late_refuses_while_it_is_late() -> None:
     now = [100.0]
     admission = Admission(100, 1.0, lambda: 0, spawn=lambda _probe: None,
                           clock=lambda: now[0])
+    admission.start()  # the probe is due, but never runs
     admission.check()
     now[0] += 1.0  # due after 0.05 s: 0.95 s late, under the limit
     admission.check()
@@ -57,6 +58,7 @@ def test_an_event_loop_running_late_refuses_while_it_is_late() -> None:
     assert refused.value.retry_after == 3
 
 
+@pytest.mark.slow  # an answer paced over 1.5 s
 def test_refused_message_is_503_with_retry_after_and_stores_nothing(
         make_app: AppFactory, serve: Callable[[Flask], LiveServer], database_url: str) -> None:
     live = serve(make_app(database_url, MAX_ANSWERS_PER_WORKER="1"))

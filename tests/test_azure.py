@@ -96,6 +96,7 @@ app.extensions["brook.chat"].close()
 """
 
 
+@pytest.mark.slow  # a Python process
 def test_telemetry_reaches_application_insights_without_prompts(
         ingestion: tuple[str, list[Any]], tmp_path: Path) -> None:
     endpoint, received = ingestion

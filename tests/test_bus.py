@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import update
 
 from brook import sse
@@ -49,6 +50,7 @@ def test_fast_tokens_are_coalesced_and_the_first_is_not_held(
     assert len(messages[0]["data"]["text"].split()) <= 3
 
 
+@pytest.mark.slow  # a first token after 1 s
 def test_idle_streams_get_keepalive_comments(make_app: AppFactory, serve: Any,
                                              sqlite_url: str) -> None:
     live = serve(make_app(sqlite_url, STREAM_KEEPALIVE_SECONDS="0.2"))

@@ -153,6 +153,7 @@ def test_redis_restarted_mid_answer(cluster: tuple[Server, Server],
         assert text_of(read_events(cb, again["stream_url"])) == "Hello from the fake model."
 
 
+@pytest.mark.slow  # `brook serve` processes
 def test_sigterm_drains_then_interrupts(tmp_path: Path, fake: FakeModelServer, pg_url: str,
                                         redis_server: RedisServer) -> None:
     env = cluster_env(fake, pg_url, redis_server.url, SHUTDOWN_GRACE_SECONDS="1.5")
@@ -249,6 +250,7 @@ def test_flushes_and_lease_renewals_do_not_deadlock(
     assert problems == []
 
 
+@pytest.mark.slow  # `brook serve`
 def test_expired_stream_is_served_from_the_database(
         tmp_path: Path, fake: FakeModelServer, pg_url: str, redis_server: RedisServer) -> None:
     env = cluster_env(fake, pg_url, redis_server.url, STREAM_EXPIRE_SECONDS="1")

@@ -136,6 +136,7 @@ def test_dotenv_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv("DATABASE_URL", raising=False)  # load_dotenv set it in os.environ
 
 
+@pytest.mark.postgres  # the server on 127.0.0.1:5432, without a fixture
 def test_postgres_not_migrated_stops_start_up(tmp_path: Path) -> None:
     from sqlalchemy import create_engine, text
 
@@ -280,6 +281,7 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
         settings.max_message_chars = 1
 
 
+@pytest.mark.slow  # `brook serve --dev`
 def test_dev_server_starts(tmp_path: Path) -> None:
     """`brook serve --dev`: Flask's reloading server answers."""
     import os

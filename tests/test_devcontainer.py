@@ -127,6 +127,7 @@ def test_the_postgres_configuration_agrees_with_itself() -> None:
     assert 5432 in cfg["forwardPorts"]
 
 
+@pytest.mark.slow  # a new virtual environment, pip
 def test_post_create_works_in_a_fresh_virtual_environment(tmp_path: Path) -> None:
     """The post-create script, as the container runs it, with a new venv's python on PATH.
 

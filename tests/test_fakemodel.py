@@ -332,6 +332,7 @@ def test_bad_directives_are_refused(fake: FakeModelServer, directive: str) -> No
     assert "fake model" in str(info.value)
 
 
+@pytest.mark.slow  # paced streams, over a second
 def test_many_concurrent_streams() -> None:
     async def run(fake: FakeModelServer) -> list[str]:
         async with openai.AsyncOpenAI(base_url=fake.url + "/v1", api_key="k", max_retries=0) as c:
@@ -352,6 +353,7 @@ def test_many_concurrent_streams() -> None:
     assert answers == [expected] * 200
 
 
+@pytest.mark.slow  # a server process
 def test_command_line_serves_until_interrupted() -> None:
     """`make demo`'s command: `python -m tests.fakemodel`, from the repository's root."""
     root = Path(__file__).resolve().parent.parent

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import string
 import subprocess
 import sys
 import threading
@@ -35,6 +34,7 @@ from .conftest import (
     text_of,
     wait_for_answer,
 )
+from .tiny_model import PARAGRAPHS, save_tiny_model
 
 # huggingface_hub reads this once, at import: set before anything imports it, so no test here
 # ever reaches the network (the download test runs in a subprocess with its own environment).
@@ -42,56 +42,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from brook.providers.local import LocalModel
 
-PARAGRAPHS = [
-    "Brook streams a language model's answer to the browser over server-sent events.",
-    "It keeps every conversation in a SQL database: SQLite by default, PostgreSQL in "
-    "production. Why? Because answers must survive reloads, dropped connections and restarts.",
-    "The quick brown fox jumps over the lazy dog. Python is a programming language; Flask is "
-    "a small web framework for it.\nCode blocks look like this:\n```python\nprint(42)\n```",
-]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 QUESTION: list[ChatMessage] = [{"role": "system", "content": "Be brief."},
                                {"role": "user", "content": "What is Brook?"}]
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-weight Llama (hidden 32, 2 layers, 2 heads) and a BPE tokenizer, on disk."""
-    import torch
-    import transformers
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tf: Any = transformers  # some of its classes are untyped
-
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    tokenizer.decoder = decoders.Metaspace()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300, show_progress=False,
-        special_tokens=["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=list(string.ascii_letters + string.digits + string.punctuation + "\n"))
-    tokenizer.train_from_iterator(PARAGRAPHS * 5, trainer)
-    fast = tf.PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>",
-                                   bos_token="<s>", eos_token="</s>", pad_token="</s>")
-    fast.chat_template = CHAT_TEMPLATE
-
-    torch.manual_seed(0)
-    config = tf.LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=4096, bos_token_id=fast.bos_token_id,
-                         eos_token_id=None, pad_token_id=fast.pad_token_id)
-    model = tf.LlamaForCausalLM(config)
-    # No end-of-sequence token: a random model would emit it at random; every answer here
-    # runs to LOCAL_MODEL_MAX_TOKENS (or Stop). Greedy, so the answer is reproducible.
-    model.generation_config = tf.GenerationConfig(eos_token_id=None,
-                                                  pad_token_id=fast.pad_token_id,
-                                                  do_sample=False)
+    """A tiny random-weight Llama and its tokenizer, on disk (tests/tiny_model.py)."""
     path = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(path)
-    fast.save_pretrained(path)
+    save_tiny_model(path)
     return path
 
 

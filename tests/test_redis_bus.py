@@ -26,6 +26,8 @@ from .redis_servers import RedisCluster, RedisServer, redis_server
 
 __all__ = ["redis_server"]  # the fixture
 
+pytestmark = pytest.mark.redis  # every test starts redis-server (`target`, or by hand)
+
 WAIT = 20.0  # seconds any wait below may take before the test fails
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis
 from sqlalchemy import create_engine, func, select
 
@@ -30,6 +31,8 @@ from .conftest import (
 )
 from .fakemodel import FakeModelServer
 from .redis_servers import RedisServer
+
+pytestmark = pytest.mark.slow  # `brook serve` processes
 
 HOOKS = str(Path(__file__).parent / "hooks")
 

@@ -124,6 +124,7 @@ def dev_server(tmp_path: Path) -> Iterator[Server]:
     server.stop()
 
 
+@pytest.mark.slow  # `brook serve --dev`
 def test_brook_serve_dev_never_caches_static_files(dev_server: Server) -> None:
     """In development edited JS and CSS show on reload: no max-age, revalidated by ETag."""
     dev_server.start()

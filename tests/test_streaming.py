@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import event
 
 from .conftest import (
@@ -53,6 +54,7 @@ def test_answer_streams_and_is_stored(client: httpx.Client, fake: FakeModelServe
     assert answer["usage"]["prompt_tokens"] > 0
 
 
+@pytest.mark.slow  # an answer paced over 3.6 s
 def test_resume_with_last_event_id_loses_and_repeats_nothing(
         client: httpx.Client, fake: FakeModelServer) -> None:
     conversation_id = new_conversation(client)
@@ -178,6 +180,7 @@ def test_second_message_while_streaming_is_409(client: httpx.Client) -> None:
     client.post(f"/api/messages/{sent['assistant_message']['id']}/stop", json={})
 
 
+@pytest.mark.slow  # an answer paced over 1 s
 def test_answer_is_written_in_batches(make_app: AppFactory, serve: Any,
                                       database_url: str) -> None:
     app = make_app(database_url, FLUSH_INTERVAL_MS="200")

@@ -76,6 +76,7 @@ def create_app(env: Mapping[str, str] | None = None, *,
     heartbeat_engine = database.make_engine(settings.database_url, db_credential, pool_size=1)
     chat = ChatService(sessions, build_provider(settings, credential), settings,
                        TokenCounter(cached_encoding()), make_bus(settings), heartbeat_engine)
+    chat.start()
     app.extensions["brook.chat"] = chat
     atexit.register(chat.close)
 

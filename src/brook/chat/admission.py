@@ -36,11 +36,16 @@ class Admission:
         self.max_lag = max_lag
         self.in_flight = in_flight
         self.clock = clock
+        self.spawn = spawn
         self.lag = 0.0  # how late the probe woke last time
         self.reserved = 0  # answers admitted whose generation has not started yet
-        self._due = clock() + PROBE_SECONDS
+        self._due = math.inf  # when the probe should wake next: never, until `start`
         self._closed = False
-        spawn(self._probe)
+
+    def start(self) -> None:
+        """Start the probe (ChatService.start does). Until then no lag is measured."""
+        self._due = self.clock() + PROBE_SECONDS
+        self.spawn(self._probe)
 
     def _probe(self) -> None:
         while not self._closed:

@@ -43,7 +43,8 @@ class Heartbeat:
     """This process's `workers` row, renewed from an OS thread of its own.
 
     `start` writes the first beat before returning, so the row exists before any answer
-    names it. The thread owns `engine` (a pool of one connection) and disposes of it.
+    names it. The thread owns `engine` (a pool of one connection) and disposes of it;
+    `stop` does if the thread was never started.
     """
 
     def __init__(self, engine: Engine, worker: str, lease: float) -> None:
@@ -52,9 +53,11 @@ class Heartbeat:
         self.lease = timedelta(seconds=lease)
         self.every = lease / 3
         self._stopped = False  # a plain flag: the loop's gevent events are not for OS threads
+        self._started = False
 
     def start(self) -> None:
         self.beat()
+        self._started = True
         os_thread(self._run, "brook-heartbeat")
 
     def beat(self) -> None:
@@ -86,6 +89,8 @@ class Heartbeat:
 
     def stop(self) -> None:
         self._stopped = True
+        if not self._started:
+            self.engine.dispose()
 
 
 def _as_utc(moment: datetime) -> datetime:

@@ -2,9 +2,10 @@
 
 - turns.py stores a turn (admitted by admission.py), answers.py generates and writes it and
   ends it, liveness.py knows which processes are alive, stored.py reads finished answers;
-- this module starts and stops them, runs the upkeep (batched writes and remote Stops every
-  flush interval, the sweep of orphaned answers every third of a lease), serves an answer's
-  events from the bus or the database, and carries out Stop.
+- this module builds them, starts and stops them (`start`, `close`), runs the upkeep
+  (batched writes and remote Stops every flush interval, the sweep of orphaned answers
+  every third of a lease), serves an answer's events from the bus or the database, and
+  carries out Stop.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ class Gone(LookupError):
 
 
 class ChatService:
+    """Chat for the web layer. Building one starts nothing; `start` starts its background
+    work (see there), so a unit test can build one and drive it step by step."""
+
     def __init__(self, sessions: sessionmaker[Session], provider: Provider, settings: Settings,
                  counter: TokenCounter, bus: LocalBus, heartbeat_engine: Engine,
                  spawn: Callable[[Callable[[], None]], None] = spawn) -> None:
@@ -63,9 +67,20 @@ class ChatService:
         self.admission = Admission(settings.max_answers_per_worker,
                                    settings.max_event_loop_lag, lambda: len(bus.live), spawn)
         self.heartbeat = Heartbeat(heartbeat_engine, self.worker, settings.stream_lease)
-        self.heartbeat.start()
         bus.on_stop(self.writer.stop_here)
         self._closed = threading.Event()
+        self._upkeep: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the background work: this process's heartbeat (its first beat written before
+        this returns), the admission's probe and the upkeep. The app factory calls it.
+
+        Until then nothing runs on its own: answers are generated through `spawn` (a unit
+        test passes one that runs them inline), nothing is flushed or swept but by calling
+        `writer.flush()` or `sweep()`, no heartbeat is written and admission sees no lag.
+        """
+        self.heartbeat.start()
+        self.admission.start()
         self._upkeep = threading.Thread(target=self._upkeep_loop, daemon=True,
                                         name="brook-upkeep")
         self._upkeep.start()
@@ -252,7 +267,8 @@ class ChatService:
     def close(self) -> None:
         self._closed.set()
         self.writer.flush_now.set()
-        self._upkeep.join(timeout=5)
+        if self._upkeep is not None:
+            self._upkeep.join(timeout=5)
         self.admission.close()
         self.heartbeat.stop()
         self.provider.close()
