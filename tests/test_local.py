@@ -362,6 +362,7 @@ except ProviderError as exc:
 """
 
 
+@pytest.mark.slow  # a Python process
 def test_an_unreachable_hub_is_a_clear_error(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items()
            if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
