@@ -599,7 +599,7 @@ DEPLOYED = {
     "redisCluster::database.listKeys().primaryKey": "k3y/with+and=",
     "redisCluster.properties.hostName": "redis-abc.eastus.redis.azure.net",
 }
-DEPLOYMENT_MODES = {
+DEPLOYMENT_MODES: dict[str, dict[str, Any]] = {
     "F1, public, Entra": {"appServiceSku": "F1", "networkMode": "public",
                           "postgresAuth": "entra"},
     "B1, vnet, Entra": {"appServiceSku": "B1", "networkMode": "vnet", "postgresAuth": "entra"},
