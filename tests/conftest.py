@@ -62,6 +62,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(mark)
 
 
+RUNNING: list[pytest.Item] = []  # the test running now
+
+
+@pytest.fixture(autouse=True)
+def _running(request: pytest.FixtureRequest) -> Iterator[None]:
+    RUNNING.append(request.node)
+    yield
+    RUNNING.pop()
+
+
 @pytest.fixture(scope="session")
 def fake_server() -> Iterator[FakeModelServer]:
     with FakeModelServer(reply="Hello from the fake model.") as server:
@@ -214,6 +224,8 @@ class Server:
         self.log = cwd / f"{name}.log"
 
     def start(self) -> None:
+        assert not RUNNING or RUNNING[-1].get_closest_marker("slow"), (
+            "this test starts `brook serve`: mark it @pytest.mark.slow")
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [BROOK, "serve", *self.args, "--port", str(self.port)], cwd=self.cwd, env=self.env,

@@ -6,9 +6,11 @@ import os
 from pathlib import Path
 
 import httpx
+import pytest
 
 from .conftest import Server
 
+pytestmark = pytest.mark.slow  # `brook serve`
 
 def test_brook_serve_patches_before_ssl_is_imported(tmp_path: Path) -> None:
     """gevent warns when ssl was imported before it patched: every TLS connection (model,
