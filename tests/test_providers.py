@@ -111,9 +111,16 @@ def test_upstream_connection_is_reused(fake: FakeModelServer, tmp_path: Path) ->
     provider = build_provider(settings)
     before = fake.connections
     try:
+        assert isinstance(provider, OpenAICompatible)
+        pool = provider.client._client._transport._pool  # httpcore's connection pool
         for _ in range(3):
             assert collect(provider)[0] == "Hello from the fake model."
-            time.sleep(0.05)  # the drain runs in the background after the last piece
+            # The drain runs in the background after the last piece: wait for it to hand
+            # the connection back to the pool.
+            deadline = time.monotonic() + 20
+            while not any(connection.is_idle() for connection in pool.connections):
+                assert time.monotonic() < deadline, "the connection never went back"
+                time.sleep(0.01)
     finally:
         provider.close()
     assert fake.connections - before == 1

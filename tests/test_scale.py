@@ -241,7 +241,10 @@ def test_killing_one_of_two_workers_under_reconnecting_readers(
                        for seed, turn in enumerate(turns)]
             for reader in readers:
                 reader.start()
-            time.sleep(1.0)  # the answers are well under way, and read from both instances
+            deadline = time.monotonic() + 30  # wait until every answer is under way and read
+            while not all(reader.received and reader.reconnects for reader in readers):
+                assert time.monotonic() < deadline, "the answers never got under way"
+                time.sleep(0.05)
             a.kill()
             for reader in readers:
                 reader.join(timeout=90)
