@@ -112,7 +112,8 @@ def test_upstream_connection_is_reused(fake: FakeModelServer, tmp_path: Path) ->
     before = fake.connections
     try:
         assert isinstance(provider, OpenAICompatible)
-        pool = provider.client._client._transport._pool  # httpcore's connection pool
+        transport: Any = provider.client._client._transport
+        pool = transport._pool  # httpcore's connection pool
         for _ in range(3):
             assert collect(provider)[0] == "Hello from the fake model."
             # The drain runs in the background after the last piece: wait for it to hand
