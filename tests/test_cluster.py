@@ -124,7 +124,7 @@ def test_redis_restarted_mid_answer(cluster: tuple[Server, Server],
         received, last_id = "", None
         read_events(cb, sent["stream_url"], limit=5)
         redis_server.stop()
-        time.sleep(0.5)
+        time.sleep(0.5)  # an outage of half a second: the time is the input here
         redis_server.start()
         # Wait for the writer to publish into the new, empty Redis: its stream now lacks the
         # beginning, which a reader from the start must not mistake for the whole answer.
