@@ -33,6 +33,15 @@ class Base(DeclarativeBase):
     pass
 
 
+TITLE_CHARS = 60  # a title made from the first message is at most this long
+
+
+def default_title(content: str) -> str:
+    """A conversation's title until someone names it: the first message's first words."""
+    words = " ".join(content.split())
+    return words if len(words) <= TITLE_CHARS else words[: TITLE_CHARS - 1].rstrip() + "…"
+
+
 class Conversation(Base):
     __tablename__ = "conversations"
     __table_args__ = (Index("ix_conversations_owner_updated", "owner", "updated_at"),)

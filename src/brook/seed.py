@@ -19,8 +19,7 @@ from faker import Faker
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from .chat.turns import default_title
-from .models import Conversation, Message, utcnow
+from .models import Conversation, Message, default_title, utcnow
 
 DEMO_OWNER = "demo:brook-seed"
 SEED_MARK = "brook-seed"  # in messages.worker: made by the seed, not by a model

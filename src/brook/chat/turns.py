@@ -22,10 +22,8 @@ from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..messages import ChatMessage
-from ..models import Conversation, Message, utcnow
+from ..models import Conversation, Message, default_title, utcnow
 from .tokens import TokenCounter, fit_to_budget
-
-TITLE_CHARS = 60
 
 CONVERSATIONS = cast(Table, Conversation.__table__)
 MESSAGES = cast(Table, Message.__table__)
@@ -72,11 +70,6 @@ class Row(NamedTuple):
     role: str
     content: str
     status: str
-
-
-def default_title(content: str) -> str:
-    words = " ".join(content.split())
-    return words if len(words) <= TITLE_CHARS else words[: TITLE_CHARS - 1].rstrip() + "…"
 
 
 class Turns:
