@@ -267,6 +267,7 @@ module monitoring 'modules/monitoring.bicep' = {
     applicationInsightsName: 'appi-${resourceToken}'
     location: location
     tags: tags
+    publisherPrincipalId: identity.outputs.principalId
   }
 }
 
@@ -387,6 +388,7 @@ var appSettings = {
   AZURE_CLIENT_ID: identity.outputs.clientId
   DATABASE_ENTRA_AUTH: entraDatabaseAuth ? 'true' : 'false'
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.applicationInsightsConnectionString
+  APPLICATIONINSIGHTS_ENTRA_AUTH: 'true'
 }
 
 module web 'modules/appservice.bicep' = {

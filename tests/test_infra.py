@@ -67,6 +67,8 @@ SET_BY_BICEP = {
                   "instance and across restarts, so owner cookies stay valid; a secret setting",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "traces and logs to Application Insights through "
                                              "OpenTelemetry (never prompts or answers)",
+    "APPLICATIONINSIGHTS_ENTRA_AUTH": "'true': the component takes Entra-signed telemetry only "
+                                      "(DisableLocalAuth), so the app signs in as its identity",
     "TRUSTED_PROXIES": "'1': App Service's front end is the one proxy whose X-Forwarded-* "
                        "headers are trusted (scheme, client address)",
     "HOST": "'0.0.0.0': App Service reaches the container from outside",
@@ -655,6 +657,7 @@ def test_the_settings_each_mode_deploys_are_accepted_by_brook(mode: str,
         assert ".outputs." not in value, (name, value)
     settings = load_settings(deployed, tmp_path)  # raises ConfigError on anything it refuses
     assert settings.provider == "azure"
+    assert settings.appinsights_entra_auth is True
     assert settings.azure_openai_endpoint == DEPLOYED["openAiAccess.outputs.endpoint"]
     password = DEPLOYMENT_MODES[mode].get("postgresAuth") == "password"
     assert settings.database_entra_auth is not password
@@ -981,6 +984,18 @@ def test_monitoring_is_workspace_based_application_insights() -> None:
         "operator": {"type": "property_accessor",
                      "operands": {"operand_1": "logAnalytics", "operand_2": "id"}}}
     only(monitoring, "Microsoft.OperationalInsights/workspaces")
+    # Local authentication off: only Entra-signed telemetry is taken, and the app's identity
+    # may send it (Monitoring Metrics Publisher on the component), as the app signs in.
+    assert insights["properties"]["DisableLocalAuth"] is True
+    role = body(only(monitoring, "Microsoft.Authorization/roleAssignments"))
+    assert role["scope"] == "applicationInsights"
+    assert "3913510d-42f4-4e42-8a64-420c390055eb" in strings(
+        monitoring["variables"]["monitoringMetricsPublisher"])
+    assert role["properties"]["principalId"] == "publisherPrincipalId"
+    assert expr(body(main()["modules"]["monitoring"])["params"]["publisherPrincipalId"]) == \
+        "identity.outputs.principalId"
+    settings = {name: value for name, (value, _) in app_settings().items()}
+    assert settings["APPLICATIONINSIGHTS_ENTRA_AUTH"] == "true"
 
 
 def test_redis_is_optional_tls_only_and_off_by_default() -> None:

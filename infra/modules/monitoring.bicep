@@ -14,6 +14,9 @@ param location string
 @description('Tags for both resources.')
 param tags object = {}
 
+@description('Principal (the app\'s managed identity) that sends telemetry, signed in with Entra ID: local authentication is off.')
+param publisherPrincipalId string
+
 @description('Days Log Analytics keeps data (30 is included in the price).')
 @minValue(30)
 @maxValue(730)
@@ -43,6 +46,22 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
     Application_Type: 'web'
     WorkspaceResourceId: logAnalytics.id
     IngestionMode: 'LogAnalytics'
+    // Only Entra-authenticated telemetry is accepted: the connection string, which is no
+    // secret, is not enough to send data into this component.
+    DisableLocalAuth: true
+  }
+}
+
+// Monitoring Metrics Publisher (despite its name, it publishes all telemetry) for the app.
+var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
+
+resource publisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(applicationInsights.id, publisherPrincipalId, monitoringMetricsPublisher)
+  scope: applicationInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
+    principalId: publisherPrincipalId
+    principalType: 'ServicePrincipal'
   }
 }
 

@@ -39,13 +39,14 @@ def create_app(env: Mapping[str, str] | None = None, *,
     settings = load_settings(env)
     instance = settings.instance_path
     _configure_logging(settings)
-    telemetry = init_telemetry(settings)
+    credential = credential or azure_credential(settings)
+    telemetry = init_telemetry(settings,
+                               credential if settings.appinsights_entra_auth else None)
     # Static files under /static/<hash of their bytes>/: see assets.py.
     app = Flask(__name__, instance_path=str(instance),
                 static_url_path=f"/static/{assets.static_version()}")
     if telemetry:
         instrument(app)
-    credential = credential or azure_credential(settings)
     app.config.update(
         BROOK_SETTINGS=settings,
         SECRET_KEY=settings.secret_key or _instance_secret(Path(app.instance_path)),
@@ -90,7 +91,7 @@ def create_app(env: Mapping[str, str] | None = None, *,
 def azure_credential(settings: Settings) -> TokenCredential | None:
     """One Entra ID credential for the app, when something signs in without a key."""
     keyless_openai = settings.provider == "azure" and not settings.azure_openai_api_key
-    if not (keyless_openai or settings.database_entra_auth):
+    if not (keyless_openai or settings.database_entra_auth or settings.appinsights_entra_auth):
         return None
     from azure.identity import DefaultAzureCredential
 

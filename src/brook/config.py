@@ -236,6 +236,8 @@ class Settings(ServingSettings):
     database_pool_size: PositiveInt = _variable(
         "DATABASE_POOL_SIZE", 20, "a whole number of connections greater than 0")
     appinsights_connection_string: str | None = _secret("APPLICATIONINSIGHTS_CONNECTION_STRING")
+    appinsights_entra_auth: bool = _variable("APPLICATIONINSIGHTS_ENTRA_AUTH", False,
+                                             "true or false")
     redis_url: str | None = _secret("REDIS_URL")
     stream_coalesce: Milliseconds = _variable(
         "STREAM_COALESCE_MS", 0.025, "a whole number of milliseconds, 0 or more", ge=0)
