@@ -119,23 +119,28 @@ def sqlite_url(tmp_path: Path) -> str:
 AppFactory = Callable[..., Flask]
 
 
+def app_env(fake: FakeModelServer, database_url: str, path: Path) -> dict[str, str]:
+    """The environment of a test app: the fake model, quick flushes, no retries."""
+    return {
+        "DATABASE_URL": database_url,
+        "BROOK_INSTANCE_PATH": str(path / "instance"),
+        "SECRET_KEY": "test-secret",
+        "OPENAI_BASE_URL": fake.url + "/v1",
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_MODEL": "fake-gpt",
+        "MODEL_MAX_RETRIES": "0",
+        "MODEL_TIMEOUT": "5",
+        "FLUSH_INTERVAL_MS": "50",
+    }
+
+
 @pytest.fixture
 def make_app(fake: FakeModelServer, tmp_path: Path,
              request: pytest.FixtureRequest) -> Iterator[AppFactory]:
     apps: list[Flask] = []
 
     def factory(database_url: str | None = None, **overrides: str) -> Flask:
-        env = {
-            "DATABASE_URL": database_url or f"sqlite:///{tmp_path / 'brook.db'}",
-            "BROOK_INSTANCE_PATH": str(tmp_path / "instance"),
-            "SECRET_KEY": "test-secret",
-            "OPENAI_BASE_URL": fake.url + "/v1",
-            "OPENAI_API_KEY": "test-key",
-            "OPENAI_MODEL": "fake-gpt",
-            "MODEL_MAX_RETRIES": "0",
-            "MODEL_TIMEOUT": "5",
-            "FLUSH_INTERVAL_MS": "50",
-        }
+        env = app_env(fake, database_url or f"sqlite:///{tmp_path / 'brook.db'}", tmp_path)
         env.update(overrides)
         env = {k: v for k, v in env.items() if v != ""}
         app = create_app(env)
@@ -372,17 +377,30 @@ def text_of(events: list[dict[str, Any]]) -> str:
     return "".join(e["data"]["text"] for e in events if e["event"] == "message")
 
 
+def wait_until(condition: Callable[[], object], what: str = "the condition",
+               timeout: float = 30, every: float = 0.02) -> None:
+    """Wait for an event a test can only observe by asking (a row, a key, a counter): ask
+    `condition` until it holds. `timeout` is a ceiling for a hung test, not a speed bound:
+    however long the wait took, nothing is asserted about it once the event has happened."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout:g} s for {what}, in vain")
+        time.sleep(every)
+
+
 def wait_for_answer(client: httpx.Client, conversation_id: str, message_id: str,
                     timeout: float = 15) -> dict[str, Any]:
     """Poll the conversation until the answer is no longer streaming."""
-    deadline = time.monotonic() + timeout
-    while True:
+    found: list[dict[str, Any]] = []
+
+    def done() -> bool:
         messages = client.get(f"/api/conversations/{conversation_id}").json()["messages"]
-        message: dict[str, Any] = next(m for m in messages if m["id"] == message_id)
-        if message["status"] != "streaming":
-            return message
-        assert time.monotonic() < deadline, f"answer still streaming: {message}"
-        time.sleep(0.05)
+        found[:] = [next(m for m in messages if m["id"] == message_id)]
+        return bool(found[0]["status"] != "streaming")
+
+    wait_until(done, f"answer {message_id} to end", timeout, every=0.05)
+    return found[0]
 
 
 def directive(**options: Any) -> str:

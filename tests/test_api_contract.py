@@ -32,7 +32,7 @@ from schemathesis.schemas import BaseSchema
 from brook import create_app
 from brook.api.openapi import OPERATIONS
 
-from .conftest import LiveServer
+from .conftest import LiveServer, app_env
 from .fakemodel import FakeModelServer
 
 pytestmark = pytest.mark.slow  # hundreds of requests: about 25 s
@@ -52,17 +52,7 @@ def contract_site(request: pytest.FixtureRequest, fake_server: FakeModelServer,
     path: Path = tmp_path_factory.mktemp("contract")
     database_url: str = (f"sqlite:///{path / 'brook.db'}" if request.param == "sqlite"
                          else request.getfixturevalue("postgres_schema"))
-    app = create_app({
-        "DATABASE_URL": database_url,
-        "BROOK_INSTANCE_PATH": str(path / "instance"),
-        "SECRET_KEY": "test-secret",
-        "OPENAI_BASE_URL": fake_server.url + "/v1",
-        "OPENAI_API_KEY": "test-key",
-        "OPENAI_MODEL": "fake-gpt",
-        "MODEL_MAX_RETRIES": "0",
-        "MODEL_TIMEOUT": "5",
-        "FLUSH_INTERVAL_MS": "50",
-    })
+    app = create_app(app_env(fake_server, database_url, path))
     server = LiveServer(app)
     yield server
     server.stop()

@@ -31,6 +31,7 @@ from .conftest import (
     send,
     text_of,
     wait_for_answer,
+    wait_until,
 )
 from .fakemodel import FakeModelServer
 from .redis_servers import RedisServer
@@ -129,10 +130,9 @@ def test_redis_restarted_mid_answer(cluster: tuple[Server, Server],
         # Wait for the writer to publish into the new, empty Redis: its stream now lacks the
         # beginning, which a reader from the start must not mistake for the whole answer.
         stream_key = key(uuid.UUID(sent["assistant_message"]["id"]))
-        deadline = time.monotonic() + 20
-        while not redis_server.client().exists(stream_key):
-            assert time.monotonic() < deadline, "the writer never published again"
-            time.sleep(0.05)
+        wait_until(lambda: redis_server.client().exists(stream_key),
+                   "the writer to publish again")
+        deadline = time.monotonic() + 20  # the reader's retries (it reconnects as a browser)
         while time.monotonic() < deadline:
             headers: dict[str, str] = {"Last-Event-ID": last_id} if last_id else {}
             try:
@@ -263,10 +263,8 @@ def test_expired_stream_is_served_from_the_database(
             live_text = text_of(read_events(client, sent["stream_url"]))
             stream_key = key(uuid.UUID(sent["assistant_message"]["id"]))
             r = redis.Redis.from_url(redis_server.url)
-            deadline = time.monotonic() + 10
-            while r.exists(stream_key):
-                assert time.monotonic() < deadline, "the finished stream never expired"
-                time.sleep(0.2)
+            wait_until(lambda: not r.exists(stream_key), "the finished stream to expire",
+                       every=0.2)
             r.close()
             events = read_events(client, sent["stream_url"], headers={"Last-Event-ID": "5"})
             assert live_text[:5] + text_of(events) == live_text

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from .conftest import (
     send,
     text_of,
     wait_for_answer,
+    wait_until,
 )
 from .tiny_model import PARAGRAPHS, save_tiny_model
 
@@ -65,14 +65,6 @@ WAIT = 60.0
 # The token at which `Hold` holds a generation. The tiny model is greedy, so every answer
 # here is the same: its first text (a whole word) comes out well before this token.
 HOLD_AT = 50
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    """Wait for `condition()` to hold; fail only if it still does not after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 class Hold:
@@ -162,7 +154,8 @@ def test_streams_deltas_that_add_up_to_the_models_answer(tiny_model: Path) -> No
     output = model.generate(**encoded, max_new_tokens=40)
     expected = tokenizer.decode(output[0, prompt_tokens:], skip_special_tokens=True)
     assert "".join(deltas) == expected
-    wait_until(lambda: provider.running == 0)  # the generating thread let go of its slot
+    # The generating thread let go of its slot.
+    wait_until(lambda: provider.running == 0, timeout=WAIT)
 
 
 def test_closing_the_stream_cancels_generation(tiny_model: Path) -> None:
@@ -174,7 +167,7 @@ def test_closing_the_stream_cancels_generation(tiny_model: Path) -> None:
     assert provider.running == 1
     stream.close()  # what the chat service does on Stop: stop reading
     hold.release()
-    wait_until(lambda: provider.running == 0)
+    wait_until(lambda: provider.running == 0, timeout=WAIT)
     assert hold.tokens == HOLD_AT  # it stopped at the next token, not at the 3000th
     # The slot is free again: the next answer runs.
     assert any(isinstance(item, str) for item in
@@ -205,7 +198,7 @@ def test_a_full_queue_answers_busy_at_once(tiny_model: Path) -> None:
     next(holding)  # generating: the one slot is taken
     assert hold.parked.wait(WAIT)  # and stays taken until this test releases it
     queued, queued_items = start_reading(provider)
-    wait_until(lambda: provider.gate.waiting == 1)
+    wait_until(lambda: provider.gate.waiting == 1, timeout=WAIT)
 
     # At once: answered while the slot is held, so it did not wait for the slot to free up.
     with pytest.raises(ProviderError) as caught:
@@ -222,7 +215,7 @@ def test_a_full_queue_answers_busy_at_once(tiny_model: Path) -> None:
     assert not queued.is_alive()
     assert isinstance(queued_items[-1], Usage)
     assert queued_items[-1].completion_tokens == 200
-    wait_until(lambda: provider.running == 0)
+    wait_until(lambda: provider.running == 0, timeout=WAIT)
     assert (provider.gate.running, provider.gate.waiting) == (0, 0)
 
 
@@ -237,7 +230,7 @@ def test_no_queue_means_busy_while_one_generates(tiny_model: Path) -> None:
         next(provider.stream(QUESTION))
     holding.close()
     hold.release()
-    wait_until(lambda: provider.running == 0)
+    wait_until(lambda: provider.running == 0, timeout=WAIT)
     assert any(isinstance(item, str) for item in provider.stream(QUESTION))
 
 
@@ -249,12 +242,12 @@ def test_closing_the_provider_ends_generation_and_the_queue(tiny_model: Path) ->
     next(holding)
     assert hold.parked.wait(WAIT)  # mid-answer, at token HOLD_AT of 2000
     queued, queued_items = start_reading(provider)
-    wait_until(lambda: provider.gate.waiting == 1)
+    wait_until(lambda: provider.gate.waiting == 1, timeout=WAIT)
     # close() cancels the answer, then waits for its thread to stop: from another thread,
     # so that this one can let the held token go once the answer is cancelled.
     closing = threading.Thread(target=provider.close)
     closing.start()
-    wait_until(lambda: provider.gate.closed)  # (set after every answer is cancelled)
+    wait_until(lambda: provider.gate.closed, timeout=WAIT)  # (set after every answer is cancelled)
     hold.release()
     closing.join(timeout=WAIT)
     assert not closing.is_alive()
@@ -335,7 +328,7 @@ def test_stop_through_the_api_cancels_local_generation(
         # Let it go on: the chat service, reading its next text, closes the provider's
         # stream, which cancels generation at the next token.
         hold.release()
-        wait_until(lambda: provider.running == 0)
+        wait_until(lambda: provider.running == 0, timeout=WAIT)
         assert hold.tokens < 3000  # it did not run to its end
 
 
@@ -426,7 +419,8 @@ def test_gevent_worker_streams_two_answers_and_stays_responsive(served_model: Se
     for thread in readers:
         thread.start()
     with httpx.Client(base_url=served_model.url, timeout=WAIT) as probe:
-        wait_until(lambda: {n for n, e in timeline if e == "message"} == {"a", "b"})
+        wait_until(lambda: {n for n, e in timeline if e == "message"} == {"a", "b"},
+                   timeout=WAIT)
         probes = 0
         while ("a", "end") not in timeline and ("b", "end") not in timeline and probes < 20:
             assert probe.get("/healthz").status_code == 200

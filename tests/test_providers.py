@@ -14,7 +14,7 @@ from brook.config import load_settings
 from brook.providers import ProviderError, Usage, build_provider
 from brook.providers.openai_compat import AZURE_SCOPE, OpenAICompatible
 
-from .conftest import AppFactory, new_conversation, read_events, send, wait_for_answer
+from .conftest import AppFactory, new_conversation, read_events, send, wait_for_answer, wait_until
 from .fakemodel import FakeModelServer
 
 PROMPT = [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}]
@@ -118,10 +118,8 @@ def test_upstream_connection_is_reused(fake: FakeModelServer, tmp_path: Path) ->
             assert collect(provider)[0] == "Hello from the fake model."
             # The drain runs in the background after the last piece: wait for it to hand
             # the connection back to the pool.
-            deadline = time.monotonic() + 20
-            while not any(connection.is_idle() for connection in pool.connections):
-                assert time.monotonic() < deadline, "the connection never went back"
-                time.sleep(0.01)
+            wait_until(lambda: any(connection.is_idle() for connection in pool.connections),
+                       "the connection to go back to the pool")
     finally:
         provider.close()
     assert fake.connections - before == 1

@@ -22,6 +22,7 @@ from brook.chat.live import LiveAnswer
 from brook.chat.redis_bus import RedisBus
 from brook.chat.redis_keys import BUCKETS, bucket, key
 
+from .conftest import wait_until
 from .redis_servers import RedisCluster, RedisServer, redis_server
 
 __all__ = ["redis_server"]  # the fixture
@@ -164,13 +165,6 @@ def drain(events: Events | None) -> tuple[list[dict[str, Any]], int | None]:
             chunks.append(next(events))
         except StopIteration as stop:
             return sse.parse("".join(chunks)), stop.value
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 def published(client: Any, message_id: uuid.UUID) -> int:

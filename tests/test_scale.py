@@ -4,6 +4,7 @@ under readers that reconnect like browsers."""
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -28,6 +29,7 @@ from .conftest import (
     send,
     text_of,
     wait_for_answer,
+    wait_until,
 )
 from .fakemodel import FakeModelServer
 from .redis_servers import RedisServer
@@ -55,10 +57,7 @@ def test_a_saturated_worker_loses_no_answer_to_the_other_workers_sweep(
             for turn in sent:
                 assert text_of(read_events(cb, turn["stream_url"], limit=3))
             trigger.write_text("3")
-            deadline = time.monotonic() + 30
-            while not list(tmp_path.glob("saturate.*")):
-                assert time.monotonic() < deadline, "A's event loop was never saturated"
-                time.sleep(0.05)
+            wait_until(lambda: list(tmp_path.glob("saturate.*")), "A's event loop to saturate")
             trigger.unlink()
             for turn in sent:
                 events = read_events(cb, turn["stream_url"])
@@ -200,16 +199,17 @@ def test_an_answer_is_counted_once_while_it_starts(
                         f"/api/conversations/{conversations[i]}/messages",
                         json={"content": f"q{i} " + directive(tokens=5)})
 
+            def stored_or_answered(i: int) -> bool:
+                return stored_answers() >= i + 1 or i in responses
+
             redis_server.client().execute_command("CLIENT", "PAUSE", 20000, "WRITE")
             threads: list[threading.Thread] = []
             try:
                 for i in range(4):  # one at a time: each waits on Redis once stored
                     threads.append(threading.Thread(target=post, args=(i,)))
                     threads[-1].start()
-                    deadline = time.monotonic() + 20
-                    while stored_answers() < i + 1 and i not in responses:
-                        assert time.monotonic() < deadline, "the answer was never stored"
-                        time.sleep(0.02)
+                    wait_until(functools.partial(stored_or_answered, i),
+                               "the answer to be stored (or refused)")
                     assert i not in responses, responses[i].text  # refused, not waiting
                 post(4)
                 assert responses[4].status_code == 503
@@ -241,10 +241,8 @@ def test_killing_one_of_two_workers_under_reconnecting_readers(
                        for seed, turn in enumerate(turns)]
             for reader in readers:
                 reader.start()
-            deadline = time.monotonic() + 30  # wait until every answer is under way and read
-            while not all(reader.received and reader.reconnects for reader in readers):
-                assert time.monotonic() < deadline, "the answers never got under way"
-                time.sleep(0.05)
+            wait_until(lambda: all(reader.received and reader.reconnects for reader in readers),
+                       "every answer to be under way and read")
             a.kill()
             for reader in readers:
                 reader.join(timeout=90)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from .conftest import (
     send,
     text_of,
     wait_for_answer,
+    wait_until,
 )
 from .fakemodel import FakeModelServer
 
@@ -56,14 +56,14 @@ def test_gunicorn_gevent_serves_and_a_restart_marks_interrupted(server: Server,
         first = text_of(read_events(client, sent["stream_url"], limit=30))
         assert first
         engine = create_engine(database_url)
-        deadline = time.monotonic() + 20
-        with engine.connect() as connection:  # wait for a batch to reach the database
-            while len(connection.execute(select(Message.content).where(
-                    Message.id == uuid.UUID(sent["assistant_message"]["id"]))).scalar_one()
-                       ) < len(first):
-                assert time.monotonic() < deadline, "no batch reached the database"
-                connection.rollback()
-                time.sleep(0.05)
+        stored = select(Message.content).where(
+            Message.id == uuid.UUID(sent["assistant_message"]["id"]))
+
+        def batch_stored() -> bool:
+            with engine.connect() as connection:
+                return len(connection.execute(stored).scalar_one()) >= len(first)
+
+        wait_until(batch_stored, "a batch to reach the database", every=0.05)
         engine.dispose()
         server.kill()
 
