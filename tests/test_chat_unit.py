@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from brook import database, sse
@@ -412,3 +412,39 @@ def test_the_sweep_interrupts_answers_whose_writer_is_gone_and_keeps_its_text(
     assert (stored.status, stored.content) == ("interrupted", "Half an ans")
     assert chat.message(live.id).status == "streaming"  # being written here: not an orphan
     assert chat.service.sweep() == 0
+
+
+def test_the_sweep_leaves_an_answer_alone_between_its_commit_and_going_live(
+        make_chat: Callable[..., Chat]) -> None:
+    """Under load the request's thread may wait longer than the start's grace between
+    storing the turn and making the answer live; a sweep of this process that runs in that
+    gap (here: right after the commit, the grace already over) must not close it."""
+    chat = make_chat(STREAM_LEASE_SECONDS="0.01")
+    conversation_id = chat.conversation()
+    swept: list[int] = []
+
+    def sweep_now(session: Session) -> None:
+        with chat.sessions.begin() as other:
+            other.execute(update(Message).where(Message.status == "streaming")
+                          .values(lease_until=utcnow() - timedelta(seconds=1)))
+        swept.append(chat.service.sweep())
+
+    with chat.sessions() as session:
+        event.listen(session, "after_commit", sweep_now)
+        _, answer = chat.service.send(session, conversation_id, "alice", "hello")
+    assert swept == [0]
+    stored = chat.message(answer.id)
+    assert (stored.status, stored.content) == ("complete", "".join(REPLY))
+    assert chat.service.starting == set()
+
+
+def test_a_turn_that_fails_to_store_is_not_left_starting(
+        make_chat: Callable[..., Chat]) -> None:
+    chat = make_chat(inline=False)
+    conversation_id = chat.conversation()
+    chat.send(conversation_id, "hello")
+    with pytest.raises(Busy):
+        chat.send(conversation_id, "again")
+    with pytest.raises(NotFound):
+        chat.send(uuid.uuid4(), "nowhere")
+    assert chat.service.starting == set()

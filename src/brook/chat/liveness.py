@@ -18,7 +18,6 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -117,12 +116,12 @@ def dead_here(worker: str | None, host: str) -> bool:
         return False
 
 
-def orphans(session: Session, exclude: Collection[uuid.UUID] = (), me: str | None = None
-            ) -> list[uuid.UUID]:
-    """The answers whose process is gone (see the module's docstring), but `exclude`.
+def orphans(session: Session, me: str | None = None) -> list[uuid.UUID]:
+    """The answers whose process is gone (see the module's docstring).
 
-    `me` is the caller's own worker id: its answers not in `exclude` (those it is not
-    writing, e.g. after a generator failed to start) are orphans too.
+    `me` is the caller's own worker id: its answers are listed too, and the caller leaves
+    out those it is writing or starting (the rest, e.g. a generator that failed to start,
+    are orphans).
     """
     now, host = utcnow(), socket.gethostname()
     rows = session.execute(
@@ -132,9 +131,8 @@ def orphans(session: Session, exclude: Collection[uuid.UUID] = (), me: str | Non
                or_(Message.lease_until.is_(None), Message.lease_until < now))
     ).all()
     return [message_id for message_id, worker, alive_until in rows
-            if message_id not in exclude
-            and (worker == me or alive_until is None or _as_utc(alive_until) < now
-                 or dead_here(worker, host))]
+            if worker == me or alive_until is None or _as_utc(alive_until) < now
+            or dead_here(worker, host)]
 
 
 def gone(session: Session, worker: str | None) -> bool:

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -62,6 +62,9 @@ class ChatService:
         self.bus = bus
         self.worker = worker_id()
         self.accepting = True
+        # Answers whose turn is (being) stored here but not yet live on the bus: the sweep
+        # must not take them for orphans of this process, however long the gap lasts.
+        self.starting: set[uuid.UUID] = set()
         self.turns = Turns(settings, counter, provider.model, self.worker)
         self.writer = Writer(sessions, provider, settings, bus, self.worker, spawn)
         self.admission = Admission(settings.max_answers_per_worker,
@@ -123,32 +126,48 @@ class ChatService:
 
         Raises `NotFound` if `owner` has no such conversation.
         """
-        with self._admitted():
-            user, turn = self.turns.send(session, conversation_id, owner, content)
+        with self._admitted() as answer_id:
+            user, turn = self.turns.send(session, conversation_id, owner, content, answer_id)
         return user, self._start(turn)
 
     def regenerate(self, session: Session, conversation: Conversation, answer: Message
                    ) -> Message:
-        with self._admitted():
-            turn = self.turns.regenerate(session, conversation, answer)
+        with self._admitted() as answer_id:
+            turn = self.turns.regenerate(session, conversation, answer, answer_id)
         return self._start(turn)
 
     def edit(self, session: Session, conversation: Conversation, user: Message, content: str
              ) -> tuple[Message, Message]:
-        with self._admitted():
-            user, turn = self.turns.edit(session, conversation, user, content)
+        with self._admitted() as answer_id:
+            user, turn = self.turns.edit(session, conversation, user, content, answer_id)
         return user, self._start(turn)
 
-    def _admitted(self) -> AbstractContextManager[None]:
-        """Hold an answer's place while its turn is stored. The place is given back just
-        before `_start` makes the answer live: nothing between them waits, so no other
-        request sees the answer counted twice (reserved and live) or not at all."""
+    @contextmanager
+    def _admitted(self) -> Iterator[uuid.UUID]:
+        """Hold an answer's place while its turn is stored; yield the answer's id.
+
+        The place is given back just before `_start` makes the answer live: nothing between
+        them waits, so no other request sees the answer counted twice (reserved and live)
+        or not at all. The id is in `starting` from before its row exists until `_start`
+        has made it live (or the turn failed), so the sweep never sees a row of this
+        process that is neither live nor starting while it is being started.
+        """
         if not self.accepting:
             raise Draining
-        return self.admission.slot()
+        answer_id = uuid.uuid4()
+        self.starting.add(answer_id)
+        try:
+            with self.admission.slot():
+                yield answer_id
+        except BaseException:
+            self.starting.discard(answer_id)
+            raise
 
     def _start(self, turn: Turn) -> Message:
-        self.writer.start(turn.answer.id, turn.answer.model, turn.prompt)
+        try:
+            self.writer.start(turn.answer.id, turn.answer.model, turn.prompt)
+        finally:
+            self.starting.discard(turn.answer.id)
         return turn.answer
 
     # -- stopping and ending -----------------------------------------------------------------
@@ -207,13 +226,18 @@ class ChatService:
         return True
 
     def sweep(self) -> int:
-        """Mark answers whose process is gone `interrupted`, keeping every word that survived."""
-        ours = {live.message_id for live in self.bus.live.answers()}
+        """Mark answers whose process is gone `interrupted`, keeping every word that survived.
+
+        This process's own answers are left alone while live or starting; both are read
+        after the query, so an answer that went from starting to live meanwhile is in one.
+        """
         with autocommit(self.sessions()) as session:
-            dead = orphans(session, exclude=ours, me=self.worker)
+            candidates = orphans(session, me=self.worker)
+        ours = self.starting | {live.message_id for live in self.bus.live.answers()}
         with self.sessions.begin() as session:
             forget_old_workers(session)
-        closed = sum(self.close_orphan(message_id, "interrupted") for message_id in dead)
+        closed = sum(self.close_orphan(message_id, "interrupted")
+                     for message_id in candidates if message_id not in ours)
         if closed:
             log.info("marked %d answer(s) interrupted: the process writing them is gone", closed)
         return closed

@@ -81,8 +81,8 @@ class Turns:
         self.worker = worker
         self.lease = timedelta(seconds=settings.stream_lease)
 
-    def send(self, session: Session, conversation_id: uuid.UUID, owner: str, content: str
-             ) -> tuple[Message, Turn]:
+    def send(self, session: Session, conversation_id: uuid.UUID, owner: str, content: str,
+             answer_id: uuid.UUID) -> tuple[Message, Turn]:
         """Store the user's message and an empty streaming answer after the last message.
 
         Raises `NotFound` if the owner has no such conversation. The messages returned are
@@ -102,7 +102,7 @@ class Turns:
                        role="user", content=content, status="complete", model=None,
                        worker=None, lease_until=None, created_at=now, updated_at=now,
                        prompt_tokens=None, completion_tokens=None, error=None)
-        answer = self._new_answer(conversation_id, position + 1, now)
+        answer = self._new_answer(answer_id, conversation_id, position + 1, now)
         try:
             connection.execute(INSERT_MESSAGES, [{name: getattr(message, name)
                                                   for name in _COLUMNS}
@@ -113,8 +113,8 @@ class Turns:
             raise Busy from None
         return user, Turn(answer, self.prompt(rows, user))
 
-    def regenerate(self, session: Session, conversation: Conversation, answer: Message
-                   ) -> Turn:
+    def regenerate(self, session: Session, conversation: Conversation, answer: Message,
+                   answer_id: uuid.UUID) -> Turn:
         """Replace the conversation's last answer with a new one."""
         if answer.status == "streaming":
             raise Busy
@@ -123,10 +123,11 @@ class Turns:
             raise NotLast
         session.delete(answer)
         session.flush()
-        return self._answer(session, conversation, answer.position, rows[:-1], None)
+        return self._answer(session, conversation, answer.position, rows[:-1], None,
+                            answer_id)
 
-    def edit(self, session: Session, conversation: Conversation, user: Message, content: str
-             ) -> tuple[Message, Turn]:
+    def edit(self, session: Session, conversation: Conversation, user: Message, content: str,
+             answer_id: uuid.UUID) -> tuple[Message, Turn]:
         """Change one of the user's messages and answer it anew; every later turn goes."""
         rows = self._rows(session, conversation.id)
         later = [row for row in rows if row.position > user.position]
@@ -137,26 +138,28 @@ class Turns:
                                                   Message.position > user.position))
         user.content, user.updated_at = content, utcnow()
         earlier = [row for row in rows if row.position < user.position]
-        return user, self._answer(session, conversation, user.position + 1, earlier, user)
+        return user, self._answer(session, conversation, user.position + 1, earlier, user,
+                                  answer_id)
 
     @staticmethod
     def _rows(session: Session, conversation_id: uuid.UUID) -> Sequence[Row]:
         return [Row(*row) for row in session.execute(HISTORY,
                                                      {"b_conversation": conversation_id})]
 
-    def _new_answer(self, conversation_id: uuid.UUID, position: int, now: datetime
-                    ) -> Message:
-        return Message(id=uuid.uuid4(), conversation_id=conversation_id, position=position,
+    def _new_answer(self, answer_id: uuid.UUID, conversation_id: uuid.UUID, position: int,
+                    now: datetime) -> Message:
+        return Message(id=answer_id, conversation_id=conversation_id, position=position,
                        role="assistant", content="", status="streaming", model=self.model,
                        created_at=now, updated_at=now, worker=self.worker,
                        lease_until=now + self.lease, prompt_tokens=None,
                        completion_tokens=None, error=None)
 
     def _answer(self, session: Session, conversation: Conversation, position: int,
-                history: Sequence[Row], question: Message | None) -> Turn:
+                history: Sequence[Row], question: Message | None, answer_id: uuid.UUID
+                ) -> Turn:
         """Add a streaming answer at `position` and commit the turn."""
         now = utcnow()
-        answer = self._new_answer(conversation.id, position, now)
+        answer = self._new_answer(answer_id, conversation.id, position, now)
         conversation.updated_at = now
         session.add(answer)
         prompt = self.prompt(history, question)
