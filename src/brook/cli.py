@@ -48,6 +48,38 @@ def db_upgrade() -> None:
     click.echo("Database is up to date.")
 
 
+@db_group.command("setup", with_appcontext=False)
+@click.option("--admin-role", default=None, metavar="ROLE",
+              help="The administrator to sign in as (default: DATABASE_URL's user).")
+@click.option("--admin-client-id", default=None, metavar="CLIENT_ID",
+              help="With DATABASE_ENTRA_AUTH: the client id of the user-assigned managed "
+                   "identity that ROLE stands for (default: DefaultAzureCredential).")
+@click.option("--app-object-id", default=None, metavar="OBJECT_ID",
+              help="The object id of the managed identity DATABASE_URL's user stands for: "
+                   "its Microsoft Entra role is created if missing.")
+def db_setup(admin_role: str | None, admin_client_id: str | None,
+             app_object_id: str | None) -> None:
+    """Create DATABASE_URL's role and database on PostgreSQL, as an administrator, and grant
+    the role what `brook db upgrade` and Brook need (docs/deploy.md)."""
+    settings = _settings_from_env()
+    credential = None
+    if settings.database_entra_auth:
+        from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+        credential = (ManagedIdentityCredential(client_id=admin_client_id) if admin_client_id
+                      else DefaultAzureCredential())
+    try:
+        done = database.setup(settings.database_url, admin_role, credential, app_object_id)
+    except database.SetupError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        if credential is not None:
+            credential.close()
+    for line in done:
+        click.echo(line)
+    click.echo("The database is set up.")
+
+
 @db_group.command("seed", with_appcontext=False)
 @click.option("--count", type=click.IntRange(1, 100_000), default=25, show_default=True,
               help="Conversations to add.")

@@ -16,6 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from azure.core.credentials import TokenCredential
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -25,6 +26,8 @@ from .config import ConfigError
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The PostgreSQL advisory lock every `brook db upgrade` holds while it migrates ("brook").
 MIGRATION_LOCK = 0x62726F6F6B
+# The one every `brook db setup` holds: concurrent GRANTs on one object fail in PostgreSQL.
+SETUP_LOCK = MIGRATION_LOCK + 1
 
 
 PING_AFTER_IDLE_SECONDS = 1.0
@@ -139,6 +142,99 @@ def upgrade(url: str, credential: TokenCredential | None = None) -> None:
             _upgrade_on(connection)
     finally:
         engine.dispose()
+
+
+class SetupError(Exception):
+    """`brook db setup` cannot do what it must; the message says why and what to do."""
+
+
+def setup(url: str, admin_role: str | None = None, credential: TokenCredential | None = None,
+          app_object_id: str | None = None) -> list[str]:
+    """Give the app at `url` its role and database on a PostgreSQL server, as an administrator.
+
+    Signed in to the server's `postgres` database as `admin_role` (by default `url`'s own
+    user, whose password `url` carries; with `credential`, a Microsoft Entra token is the
+    password), this creates `url`'s user as an Entra principal with object id
+    `app_object_id` if that role is missing, creates `url`'s database if it is missing (the
+    administrator owns it), and grants the app's role CONNECT and TEMPORARY on it and USAGE
+    and CREATE on its schema `public`. `brook db upgrade`, run as the app's role, then
+    creates the tables, and the app's role owns them: it needs no administrator rights.
+
+    Why: on Azure an administrator is a member of `azure_pg_admin`, not a superuser, and
+    from PostgreSQL 15 on only the database's owner may create in `public` or grant that
+    right. A database made by the service itself belongs to no administrator. It is
+    idempotent and holds an advisory lock, so every instance may run it as it starts.
+    Returns what it changed, for the console.
+    """
+    app = make_url(url)
+    if app.get_backend_name() != "postgresql":
+        raise SetupError("`brook db setup` is for PostgreSQL; DATABASE_URL is "
+                         f"{app.get_backend_name()}.")
+    app_role, name = app.username, app.database
+    if not app_role or not name:
+        raise SetupError("DATABASE_URL names no user or no database.")
+    admin_role = admin_role or app_role
+    admin = app.set(username=admin_role, database="postgres")
+    if admin_role != app_role:
+        admin = admin.set(password=None)
+    done: list[str] = []
+    server = make_engine(admin.render_as_string(hide_password=False), credential, pool_size=1)
+    inside = make_engine(admin.set(database=name).render_as_string(hide_password=False),
+                         credential, pool_size=1)
+    try:
+        with server.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            quote = connection.dialect.identifier_preparer.quote_identifier
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SETUP_LOCK})
+            try:
+                if admin_role != app_role and not connection.scalar(
+                        text("SELECT 1 FROM pg_roles WHERE rolname = :role"),
+                        {"role": app_role}):
+                    if not app_object_id:
+                        raise SetupError(
+                            f"The role {app_role} (DATABASE_URL's user) does not exist: pass "
+                            "--app-object-id, the object id of the managed identity it "
+                            "stands for, to create it as a Microsoft Entra principal.")
+                    connection.execute(text(
+                        "SELECT * FROM pgaadauth_create_principal_with_oid("
+                        ":role, :object_id, 'service', false, false)"),
+                        {"role": app_role, "object_id": app_object_id})
+                    done.append(f"Created the role {app_role} for the Microsoft Entra "
+                                f"principal {app_object_id}.")
+                if not connection.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                                         {"name": name}):
+                    connection.execute(text(f"CREATE DATABASE {quote(name)}"))
+                    done.append(f"Created the database {name}.")
+                if admin_role != app_role:
+                    _grant(inside, connection, name, app_role)
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SETUP_LOCK})
+    finally:
+        server.dispose()
+        inside.dispose()
+    return done
+
+
+def _grant(inside: Engine, server: Connection, name: str, role: str) -> None:
+    """Grant `role` its rights in database `name`, and check them: a GRANT by a role that
+    may not give a right is only a warning in PostgreSQL, not an error."""
+    quote = server.dialect.identifier_preparer.quote_identifier
+    server.execute(text(f"GRANT CONNECT, TEMPORARY ON DATABASE {quote(name)} TO {quote(role)}"))
+    with inside.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text(f"GRANT USAGE, CREATE ON SCHEMA public TO {quote(role)}"))
+        granted = connection.scalar(
+            # Each privilege apart: with several, has_*_privilege asks for any one of them.
+            text("SELECT has_database_privilege(:role, current_database(), 'CONNECT') "
+                 "AND has_schema_privilege(:role, 'public', 'USAGE') "
+                 "AND has_schema_privilege(:role, 'public', 'CREATE')"), {"role": role})
+    if not granted:
+        owner = server.scalar(text("SELECT pg_get_userbyid(datdba) FROM pg_database "
+                                   "WHERE datname = :name"), {"name": name})
+        raise SetupError(
+            f"Could not grant {role} its rights in the database {name}, which belongs to "
+            f"{owner}: only its owner (or a member of the owner's role) may. If it holds "
+            "nothing yet (templates before December 2026 created it empty), delete it "
+            "(az postgres flexible-server db delete) and start again: `brook db setup` then "
+            "creates it.")
 
 
 def _upgrade_on(connection: Connection) -> None:
