@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -125,6 +126,62 @@ def test_bad_local_settings_name_the_variable(tmp_path: Path, env: dict[str, str
     with pytest.raises(ConfigError, match=name) as caught:
         load_settings({"MODEL_PROVIDER": "local", **env}, tmp_path)
     assert "set" in str(caught.value)
+
+
+def test_cuda_without_a_usable_gpu_stops_start_up_naming_the_variable(
+        tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LOCAL_MODEL_DEVICE=cuda on a CPU-only torch (CI's) is refused at start, plainly, by
+    the settings and by `brook serve`; where torch has a GPU, it is taken."""
+    from click.testing import CliRunner
+
+    from brook.cli import main
+    from brook.config import cuda_problem
+
+    problem = cuda_problem()
+    if problem is None:  # a machine with a GPU: the device is taken as asked
+        assert local_settings(tiny_model, LOCAL_MODEL_DEVICE="cuda").local_model_device == "cuda"
+        return
+    assert "CPU-only build" in problem or "no usable NVIDIA GPU" in problem
+    with pytest.raises(ConfigError, match=re.escape(f"LOCAL_MODEL_DEVICE=cuda, but {problem}")):
+        local_settings(tiny_model, LOCAL_MODEL_DEVICE="CUDA")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["serve"], env={
+        "MODEL_PROVIDER": "local", "BROOK_LOCAL_MODEL": str(tiny_model),
+        "LOCAL_MODEL_DEVICE": "cuda"})
+    assert result.exit_code == 1
+    assert "LOCAL_MODEL_DEVICE=cuda, but" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_device_and_dtype_the_model_is_loaded_in(tiny_model: Path) -> None:
+    """The weights go straight to the chosen device in its dtype: float32 on the CPU."""
+    import torch
+
+    from brook.providers.local import placement
+
+    assert placement("cpu") == ("cpu", torch.float32)
+    if not torch.cuda.is_available():
+        assert placement("auto") == ("cpu", torch.float32)
+    else:
+        device, dtype = placement("auto")
+        assert device == "cuda:0"
+        assert dtype == (torch.bfloat16 if torch.cuda.get_device_capability()[0] >= 8
+                         else torch.float16)
+    for choice in ("cpu", "auto"):
+        provider = build_provider(local_settings(tiny_model, LOCAL_MODEL_DEVICE=choice,
+                                                 LOCAL_MODEL_MAX_TOKENS="5"))
+        assert isinstance(provider, LocalModel)
+        try:
+            assert any(isinstance(item, str) for item in provider.stream(QUESTION))
+            loaded = provider._loaded
+            assert loaded is not None
+            model = loaded[0]
+            expected = placement(choice)
+            assert (str(model.device), model.dtype) == (
+                "cpu" if expected[0] == "cpu" else expected[0], expected[1])
+            assert {str(p.device) for p in model.parameters()} == {str(model.device)}
+        finally:
+            provider.close()
 
 
 # -- the provider in plain threads ----------------------------------------------------------

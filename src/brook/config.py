@@ -78,6 +78,18 @@ def local_model_installed() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("transformers", "torch"))
 
 
+def cuda_problem() -> str | None:
+    """Why torch cannot use a CUDA GPU here, or None when it can. Imports torch (seconds):
+    only asked when LOCAL_MODEL_DEVICE=cuda is set."""
+    import torch
+
+    if torch.version.cuda is None:
+        return f"this torch ({torch.__version__}) is a CPU-only build"
+    if not torch.cuda.is_available():
+        return "torch finds no usable NVIDIA GPU (no device, or no driver for it)"
+    return None
+
+
 def is_local_path(value: str) -> bool:
     """A filesystem path rather than a Hugging Face hub id (`org/name`)."""
     return value.startswith(("/", "./", "../", "~")) or value in (".", "..") or (
@@ -314,6 +326,17 @@ class Settings(ServingSettings):
                 "TLS, as Azure Cache for Redis needs), or leave it unset for one process."
             )
         return url
+
+    @model_validator(mode="after")
+    def _cuda_is_there(self) -> Self:
+        if (self.provider == "local" and self.local_model_device == "cuda"
+                and (problem := cuda_problem()) is not None):
+            raise ConfigError(
+                f"LOCAL_MODEL_DEVICE=cuda, but {problem}: set LOCAL_MODEL_DEVICE=auto (a GPU "
+                "when there is one, else the CPU) or cpu, or install torch's CUDA build on a "
+                "machine with an NVIDIA GPU (`make run` picks it there; see README)."
+            )
+        return self
 
     @model_validator(mode="after")
     def _entra_needs_postgres(self) -> Self:
