@@ -2,7 +2,9 @@
 //   - App Service (Linux, Python) running Brook with gunicorn + gevent, free tier F1 or B1 and up
 //   - PostgreSQL Flexible Server, public behind firewall rules or private in a VNet
 //   - Azure OpenAI with a chat deployment (or an existing account), key auth off
-//   - a user-assigned managed identity: Brook signs in to Azure OpenAI and PostgreSQL with it
+//   - two user-assigned managed identities: id-web, which Brook runs as (Azure OpenAI, PostgreSQL
+//     as a role owning only Brook's tables), and id-db, the PostgreSQL Entra administrator that
+//     `brook db setup` uses at start to create that role and the database
 //   - Log Analytics + Application Insights (OpenTelemetry traces and logs, never prompts)
 //   - optionally Azure Managed Redis, for several instances or workers
 // infra/main.parameters.json maps every parameter to an azd environment variable.
@@ -119,12 +121,9 @@ param postgresSkuTier string = 'Burstable'
 ])
 param postgresStorageSizeGB int = 32
 
-@description('Databases created on the server.')
-param databaseNames array = [
-  'brook'
-]
-
-@description('The database Brook uses (one of databaseNames).')
+@minLength(1)
+@maxLength(63)
+@description('The database Brook uses (a PostgreSQL name: at most 63 bytes). No template creates it: `brook db setup`, in the start-up command, creates it owned by the database administrator identity and gives Brook\'s role its rights there.')
 param databaseName string = 'brook'
 
 @description('Single IPv4 addresses allowed through the PostgreSQL firewall in public mode, e.g. your workstation, separated by commas (azd env set POSTGRES_ALLOWED_IPS 203.0.113.7,198.51.100.2).')
@@ -158,6 +157,9 @@ param postgresAdminLogin string = 'brookadmin'
   }
 })
 param postgresAdminPassword string
+
+@description('Run `brook db setup` in the start-up command, before `brook db upgrade`: it creates Brook\'s role and database if missing and grants the rights (idempotent). With entra auth the site then also holds the database administrator identity. Set it false once the database exists to take that identity off the site (docs/deploy.md).')
+param postgresSetupOnStart bool = true
 
 // ----------------------------------------------------------------------------------------------
 // Azure OpenAI
@@ -222,7 +224,6 @@ param secretKey string
 var checkedNetworkMode = ((appServiceSku == 'F1') && (networkMode == 'vnet')) ? fail('networkMode vnet needs App Service B1 or higher: the free tier (F1) has no VNet integration. Use networkMode public with F1 (azd env set NETWORK_MODE public), or a paid SKU (azd env set APP_SERVICE_SKU B1).') : networkMode
 var maxInstances = (appServiceSku == 'F1') ? 1 : (contains(['B1', 'B2', 'B3'], appServiceSku) ? 3 : ((appServiceSku == 'S1') ? 10 : 30))
 var checkedScale = (((instanceCount > 1) || (webConcurrency > 1)) && (!enableRedis)) ? fail('Several instances or workers share live answers through Redis: set ENABLE_REDIS true, or INSTANCE_COUNT and WEB_CONCURRENCY to 1.') : (((appServiceSku == 'F1') && (instanceCount > 1)) ? fail('The free tier (F1) runs one instance: set INSTANCE_COUNT 1 or a paid SKU.') : ((instanceCount > maxInstances) ? fail('The App Service plan runs fewer instances than INSTANCE_COUNT: Basic (B1-B3) at most 3, S1 at most 10, Premium v3 at most 30. Lower INSTANCE_COUNT or choose a larger APP_SERVICE_SKU.') : instanceCount))
-var checkedDatabaseName = contains(databaseNames, databaseName) ? databaseName : fail('databaseName must be one of databaseNames (the databases the server gets).')
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
@@ -230,6 +231,7 @@ var tags = {
 }
 var privateNetwork = (checkedNetworkMode == 'vnet')
 var identityName = 'id-web-${resourceToken}'
+var databaseAdminName = 'id-db-${resourceToken}'
 var postgresServerName = 'psql-${resourceToken}'
 var useExistingOpenAi = !empty(openAiAccountName)
 var developerPostgresRole = 'azd-${take(uniqueString(principalId), 8)}'
@@ -245,7 +247,6 @@ resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   tags: union(tags, {
     'brook-network-mode': checkedNetworkMode
     'brook-instances': string(checkedScale)
-    'brook-database': checkedDatabaseName
   })
 }
 
@@ -254,6 +255,18 @@ module identity 'modules/identity.bicep' = {
   scope: rg
   params: {
     name: identityName
+    location: location
+    tags: tags
+  }
+}
+
+// PostgreSQL's Microsoft Entra administrator, used by `brook db setup` only; Brook's own identity
+// is no administrator (least privilege).
+module databaseAdmin 'modules/identity.bicep' = {
+  name: 'database-admin-identity'
+  scope: rg
+  params: {
+    name: databaseAdminName
     location: location
     tags: tags
   }
@@ -293,7 +306,6 @@ module postgres 'modules/postgres.bicep' = {
     skuName: postgresSkuName
     skuTier: postgresSkuTier
     storageSizeGB: postgresStorageSizeGB
-    databaseNames: databaseNames
     allowedSingleIPs: allowedIps
     allowAzureServices: allowAzureServices
     delegatedSubnetId: privateNetwork ? network!.outputs.databaseSubnetId : ''
@@ -301,11 +313,12 @@ module postgres 'modules/postgres.bicep' = {
     authMode: postgresAuth
     administratorLogin: postgresAdminLogin
     administratorLoginPassword: postgresAdminPassword
-    // The app's identity is a database principal: its name is the role Brook signs in as.
+    // The administrators: the database administrator identity and whoever runs azd. Brook's own
+    // identity is not one: `brook db setup` gives it a role of its own (pgaadauth_create_principal).
     entraAdministrators: concat([
       {
-        objectId: identity.outputs.principalId
-        name: identityName
+        objectId: databaseAdmin.outputs.principalId
+        name: databaseAdminName
         type: 'ServicePrincipal'
       }
     ], empty(principalId) ? [] : [
@@ -367,7 +380,19 @@ module redis 'modules/redis.bicep' = if (enableRedis) {
 }
 
 var entraDatabaseAuth = (postgresAuth == 'entra')
-var databaseUrl = entraDatabaseAuth ? 'postgresql://${identityName}@${postgres.outputs.fqdn}:5432/${checkedDatabaseName}?sslmode=require' : 'postgresql://${postgresAdminLogin}:${uriComponent(postgresAdminPassword)}@${postgres.outputs.fqdn}:5432/${checkedDatabaseName}?sslmode=require'
+var databaseUrl = entraDatabaseAuth ? 'postgresql://${identityName}@${postgres.outputs.fqdn}:5432/${databaseName}?sslmode=require' : 'postgresql://${postgresAdminLogin}:${uriComponent(postgresAdminPassword)}@${postgres.outputs.fqdn}:5432/${databaseName}?sslmode=require'
+
+// The start-up command. `brook db setup` signs in to the server's postgres database as an
+// administrator and creates Brook's role and database if missing (idempotent, under an advisory
+// lock); `brook db upgrade` then migrates as Brook's role, which owns the tables; then gunicorn
+// with gevent workers. With Entra auth the administrator is the id-db identity, whose token the
+// site asks for by its client id, and Brook's role is made for the id-web identity's object id.
+// With passwords the administrator is DATABASE_URL's own user.
+var serveCommand = 'brook db upgrade && brook serve --host 0.0.0.0 --port 8000'
+var setupCommand = entraDatabaseAuth ? 'brook db setup --admin-role ${databaseAdminName} --admin-client-id ${databaseAdmin.outputs.clientId} --app-object-id ${identity.outputs.principalId}' : 'brook db setup'
+var startupCommand = postgresSetupOnStart ? '${setupCommand} && ${serveCommand}' : serveCommand
+// The site holds the administrator identity only while the start-up command signs in with it.
+var siteHoldsDatabaseAdmin = postgresSetupOnStart && entraDatabaseAuth
 
 // What Brook reads in production; tests/test_infra.py holds these names to the variables the
 // app reads (no missing one, no stale one). REDIS_URL is added in appservice.bicep when Redis is
@@ -403,6 +428,8 @@ module web 'modules/appservice.bicep' = {
     instanceCount: checkedScale
     pythonVersion: pythonVersion
     identityId: identity.outputs.id
+    databaseAdminIdentityId: siteHoldsDatabaseAdmin ? databaseAdmin.outputs.id : ''
+    startupCommand: startupCommand
     virtualNetworkSubnetId: privateNetwork ? network!.outputs.webSubnetId : ''
     redisName: enableRedis ? redis!.outputs.name : ''
     appSettings: appSettings
@@ -424,5 +451,6 @@ output AZURE_OPENAI_API_VERSION string = openAiApiVersion
 output SERVICE_WEB_NAME string = web.outputs.name
 output SERVICE_WEB_URI string = web.outputs.uri
 output POSTGRES_HOST string = postgres.outputs.fqdn
-output POSTGRES_DATABASE string = checkedDatabaseName
+output POSTGRES_DATABASE string = databaseName
+output POSTGRES_ADMIN_ROLE string = databaseAdminName
 output POSTGRES_DEVELOPER_ROLE string = empty(principalId) ? '' : developerPostgresRole

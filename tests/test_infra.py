@@ -140,6 +140,7 @@ AZD_OUTPUTS = {
     "POSTGRES_HOST": "for psql from a workstation (docs/deploy.md)",
     "POSTGRES_DATABASE": "for psql",
     "POSTGRES_DEVELOPER_ROLE": "the PostgreSQL role of whoever ran azd",
+    "POSTGRES_ADMIN_ROLE": "the PostgreSQL role of the database administrator identity (id-db)",
 }
 # Azure variables of .env.sample that are deliberately not outputs.
 NOT_OUTPUT = {
@@ -272,7 +273,7 @@ class Evaluator:
         "less_than_or_equals": operator.le,
     }
     FUNCTIONS: ClassVar[frozenset[str]] = frozenset({"fail", "empty", "contains", "string",
-                                                      "union"})
+                                                      "union", "concat"})
 
     def __init__(self, template: dict[str, Any], **values: Any) -> None:
         self.template, self.values = template, values
@@ -324,6 +325,11 @@ class Evaluator:
             for argument in parameters.values():
                 merged.update(self(argument))
             return merged
+        if kind == "concat":
+            parts = [self(argument) for argument in parameters.values()]
+            if all(isinstance(part, list) for part in parts):
+                return [item for part in parts for item in part]
+            return "".join(str(part) for part in parts)
         if kind == "fail":
             raise Failed(parameters["arg_1"])
         if kind == "empty":
@@ -349,8 +355,12 @@ def test_every_bicep_file_parses(path: Path) -> None:
 
 
 def accessed_outputs(value: Any) -> Iterator[tuple[str, str]]:
-    """(module, output) for every `<module>.outputs.<name>` in a parsed value."""
-    if isinstance(value, dict):
+    """(module, output) for every `<module>.outputs.<name>` in a parsed value, string
+    interpolations (`'...${module.outputs.name}...'`, which pycep leaves as text) included."""
+    if isinstance(value, str):
+        for interpolation in re.findall(r"\$\{([^{}]*)\}", value):
+            yield from re.findall(r"(\w+)!?\.outputs\.(\w+)", interpolation)
+    elif isinstance(value, dict):
         operator_ = value.get("operator")
         if isinstance(operator_, dict) and operator_.get("type") == "property_accessor":
             first, rest = operator_["operands"]["operand_1"], operator_["operands"]["operand_2"]
@@ -591,9 +601,16 @@ def app_settings() -> dict[str, tuple[Any, str]]:
 
 # What Azure fills in where the Bicep reads a deployed resource (made-up values of the real
 # shapes, a key with characters a URL must escape).
+IDENTITIES = "/subscriptions/0000/resourceGroups/rg-brook-prod/providers/" \
+    "Microsoft.ManagedIdentity/userAssignedIdentities"
 DEPLOYED = {
     "openAiAccess.outputs.endpoint": "https://oai-abc.openai.azure.com/",
     "identity.outputs.clientId": "00000000-0000-0000-0000-0000000000c1",
+    "identity.outputs.principalId": "00000000-0000-0000-0000-0000000000b1",
+    "identity.outputs.id": f"{IDENTITIES}/id-web-abc123",
+    "databaseAdmin.outputs.clientId": "00000000-0000-0000-0000-0000000000c2",
+    "databaseAdmin.outputs.principalId": "00000000-0000-0000-0000-0000000000b2",
+    "databaseAdmin.outputs.id": f"{IDENTITIES}/id-db-abc123",
     "monitoring.outputs.applicationInsightsConnectionString":
         "InstrumentationKey=00000000-0000-0000-0000-0000000000a1;"
         "IngestionEndpoint=https://eastus-0.in.applicationinsights.azure.com/",
@@ -612,29 +629,36 @@ DEPLOYMENT_MODES: dict[str, dict[str, Any]] = {
 }
 
 
+def fill(value: Any, evaluator: Evaluator) -> str:
+    """An evaluated value as the string ARM makes of it: interpolations filled in (through
+    `evaluator`), resources' values from DEPLOYED."""
+    text = DEPLOYED.get(value, value) if isinstance(value, str) else value
+    assert isinstance(text, str), (value, text)
+
+    def one(match: re.Match[str]) -> str:
+        inner = match.group(1)
+        escaped = re.fullmatch(r"uriComponent\((.+)\)", inner)
+        if escaped:
+            return urllib.parse.quote(fill("${" + escaped.group(1) + "}", evaluator), safe="")
+        if inner in DEPLOYED:
+            return DEPLOYED[inner]
+        return fill(evaluator(inner), evaluator)
+
+    return re.sub(r"\$\{([^{}]+(?:\([^()]*\))?[^{}]*)\}", one, text)
+
+
+def deployment(mode: dict[str, Any]) -> Evaluator:
+    """main.bicep's evaluator for a deployment in `mode` (the environment's values filled in)."""
+    return Evaluator(main(), environmentName="brook-prod", location="eastus",
+                     secretKey="s" * 32, resourceToken="abc123", **mode)
+
+
 def deployed_settings(mode: dict[str, Any]) -> dict[str, str]:
     """The app settings a deployment in `mode` gives the site, as strings: the Bicep's
     expressions evaluated, interpolations filled in, resources' values from DEPLOYED."""
-    evaluate = Evaluator(main(), environmentName="brook-prod", location="eastus",
-                         secretKey="s" * 32, resourceToken="abc123", **mode)
+    evaluate = deployment(mode)
     redis_on = bool(mode.get("enableRedis"))
     in_web = Evaluator(module("appservice"), redisName="redis-abc" if redis_on else "")
-
-    def fill(value: Any, evaluator: Evaluator) -> str:
-        text = DEPLOYED.get(value, value) if isinstance(value, str) else value
-        assert isinstance(text, str), (value, text)
-
-        def one(match: re.Match[str]) -> str:
-            inner = match.group(1)
-            escaped = re.fullmatch(r"uriComponent\((.+)\)", inner)
-            if escaped:
-                return urllib.parse.quote(fill("${" + escaped.group(1) + "}", evaluator),
-                                          safe="")
-            if inner in DEPLOYED:
-                return DEPLOYED[inner]
-            return fill(evaluator(inner), evaluator)
-
-        return re.sub(r"\$\{([^{}]+(?:\([^()]*\))?[^{}]*)\}", one, text)
 
     settings: dict[str, str] = {}
     for name, (value, where) in app_settings().items():
@@ -888,10 +912,7 @@ def test_postgres_flexible_server() -> None:
                                   "privateDnsZoneArmResourceId": "zone",
                                   "publicNetworkAccess": "Disabled"}
     assert properties(delegatedSubnetId="")["network"] == {"publicNetworkAccess": "Enabled"}
-    # Databases and firewall rules are made in loops over the array parameters.
-    databases = resources(postgres, "Microsoft.DBforPostgreSQL/flexibleServers/databases")
-    (database,) = databases.values()
-    assert database["config"]["loop_type"]["detail"]["array_name"] == "databaseNames"
+    # No database (test_no_template_creates_the_database); firewall rules in a loop.
     rules = resources(postgres, "Microsoft.DBforPostgreSQL/flexibleServers/firewallRules")
     single = next(r for r in rules.values() if "loop_type" in r["config"])
     assert "allowedSingleIPs" in strings(single["config"]["loop_type"])
@@ -914,27 +935,129 @@ def test_postgres_flexible_server() -> None:
     assert min(int(version) for version in allowed(main(), "postgresVersion")) >= 14
     assert main()["parameters"]["postgresSkuName"]["default"] == "Standard_B1ms"
     assert main()["parameters"]["postgresSkuTier"]["default"] == "Burstable"
-    # Children one at a time: databases -> 0.0.0.0 -> single IPs -> admins -> TLS settings.
-    order = ["databases", "allowAzureServicesRule", "allowSingleIPRules", "administrators",
+    # Children one at a time: 0.0.0.0 -> single IPs -> admins -> TLS settings.
+    order = ["allowAzureServicesRule", "allowSingleIPRules", "administrators",
              "requireSecureTransport", "minimumTlsVersion"]
+    assert "dependsOn" not in body(postgres["resources"][order[0]])
     for before, after in itertools.pairwise(order):
         assert body(postgres["resources"][after])["dependsOn"] == [before], after
+    children = {name for name, r in postgres["resources"].items()
+                if r["type"].startswith(f"{SERVER}/")}
+    assert children == set(order), "a child of the server outside the one-at-a-time chain"
 
 
-def test_the_app_identity_is_a_postgres_entra_administrator() -> None:
+def test_brook_is_no_postgres_administrator_but_the_database_admin_and_developer_are() -> None:
     admins = body(only(module("postgres"),
                        "Microsoft.DBforPostgreSQL/flexibleServers/administrators"))
     assert admins["name"] == {"operator": {"type": "property_accessor",
                                            "operands": {"operand_1": "admin",
                                                         "operand_2": "objectId"}}}
     assert admins["properties"]["principalName"]["operator"]["operands"]["operand_2"] == "name"
-    first = body(main()["modules"]["postgres"])["params"]["entraAdministrators"]
-    app = first["function"]["parameters"]["arg_1"][0]
-    assert app["name"] == "identityName"
-    assert app["type"] == "ServicePrincipal"
-    assert expr(app["objectId"]) == "identity.outputs.principalId"
-    identity = body(main()["modules"]["identity"])["params"]
-    assert identity["name"] == "identityName"
+    declared = body(main()["modules"]["postgres"])["params"]["entraAdministrators"]
+    database_admin = {"objectId": "databaseAdmin.outputs.principalId",
+                      "name": "id-db-${resourceToken}", "type": "ServicePrincipal"}
+    developer = Evaluator(main(), principalId="dev")(declared)[1]
+    assert (developer["objectId"], developer["type"]) == ("dev", "User")
+    assert developer["name"] == main()["variables"]["developerPostgresRole"]["value"]
+    assert Evaluator(main(), principalId="dev")(declared) == [database_admin, developer]
+    assert Evaluator(main(), principalId="")(declared) == [database_admin]
+    # Brook's identity (id-web) is not among them, by object id or by role name.
+    text = json.dumps(declared)
+    assert "identity.outputs" not in text
+    assert "identityName" not in text
+    # The administrator is a second identity of the same module, with a name of its own.
+    identities = {name: body(m)["params"]["name"] for name, m in main()["modules"].items()
+                  if m["detail"]["path"] == "modules/identity.bicep"}
+    assert identities == {"identity": "identityName", "databaseAdmin": "databaseAdminName"}
+    assert main()["variables"]["databaseAdminName"]["value"] == "id-db-${resourceToken}"
+    assert main()["variables"]["identityName"]["value"] == "id-web-${resourceToken}"
+    assert main()["outputs"]["POSTGRES_ADMIN_ROLE"]["value"] == "databaseAdminName"
+
+
+def test_no_template_creates_the_database() -> None:
+    """A database made by ARM belongs to no Entra administrator, and from PostgreSQL 15 on
+    only its owner may create in `public`: `brook db setup` creates it instead."""
+    for path in INFRA.rglob("*.bicep"):
+        kinds = {r["type"] for r in (bicep(path).get("resources") or {}).values()}
+        assert f"{SERVER}/databases" not in kinds, path
+    assert "databaseNames" not in main()["parameters"]
+    assert "databaseNames" not in module("postgres")["parameters"]
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert "databaseNames" not in parameters
+    # One database, by a name PostgreSQL takes (at most 63 bytes).
+    decorators = {d["type"]: d.get("argument") for d in
+                  main()["parameters"]["databaseName"]["decorators"]}
+    assert (decorators["min_length"], decorators["max_length"]) == (1, 63)
+    assert "brook db setup" in decorators["description"]
+    assert main()["parameters"]["databaseName"]["default"] == "brook"
+
+
+SERVE = "brook db upgrade && brook serve --host 0.0.0.0 --port 8000"
+SETUP_ENTRA = ("brook db setup --admin-role id-db-abc123"
+               f" --admin-client-id {DEPLOYED['databaseAdmin.outputs.clientId']}"
+               f" --app-object-id {DEPLOYED['identity.outputs.principalId']}")
+# (postgresAuth, postgresSetupOnStart) -> (start-up command, identities the site holds)
+STARTUP = {
+    ("entra", True): (f"{SETUP_ENTRA} && {SERVE}", {"id-web-abc123", "id-db-abc123"}),
+    ("password", True): (f"brook db setup && {SERVE}", {"id-web-abc123"}),
+    ("entra", False): (SERVE, {"id-web-abc123"}),
+    ("password", False): (SERVE, {"id-web-abc123"}),
+}
+
+
+def site_startup(**mode: Any) -> tuple[str, set[str]]:
+    """The site's start-up command and the names of the identities it holds, deployed."""
+    evaluate = deployment(mode)
+    params = body(main()["modules"]["web"])["params"]
+    web = module("appservice")
+    in_web = Evaluator(web, **{name: fill(evaluate(params[name]), evaluate)
+                               for name in ("startupCommand", "identityId",
+                                            "databaseAdminIdentityId")})
+    site = body(only(web, "Microsoft.Web/sites"))
+    command = fill(in_web(site["properties"]["siteConfig"]["appCommandLine"]), in_web)
+    held = in_web(site["identity"]["userAssignedIdentities"])
+    return command, {fill(key.strip("'"), in_web).rpartition("/")[2] for key in held}
+
+
+def cli_command(words: list[str]) -> Any:
+    """The click command `brook <words...>` runs (words up to the first option)."""
+    import click
+
+    import brook.cli
+
+    command: Any = brook.cli.main
+    for word in words:
+        assert isinstance(command, click.Group), words
+        assert word in command.commands, f"brook has no command {' '.join(words)}"
+        command = command.commands[word]
+    return command
+
+
+@pytest.mark.parametrize(("auth", "setup"), list(STARTUP), ids=[f"{a}, setup {s}"
+                                                                 for a, s in STARTUP])
+def test_the_start_up_command_sets_up_the_database_with_options_brook_declares(
+        auth: str, setup: bool) -> None:
+    assert main()["parameters"]["postgresSetupOnStart"]["default"] is True
+    command, identities = site_startup(postgresAuth=auth, postgresSetupOnStart=setup)
+    assert (command, identities) == STARTUP[(auth, setup)]
+    # Every step is a command the real CLI has, given only options it declares.
+    for step in command.split(" && "):
+        words = step.split()
+        assert words[0] == "brook"
+        path = list(itertools.takewhile(lambda w: not w.startswith("--"), words[1:]))
+        declared = {option for parameter in cli_command(path).params
+                    for option in parameter.opts}
+        used = {w for w in words if w.startswith("--")}
+        assert used <= declared, f"brook {' '.join(path)} declares no {used - declared}"
+    # Brook runs as id-web whatever else the site holds.
+    settings = {name: value for name, (value, _) in app_settings().items()}
+    assert expr(settings["AZURE_CLIENT_ID"]) == "identity.outputs.clientId"
+
+
+def test_postgres_setup_on_start_is_an_azd_variable() -> None:
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["postgresSetupOnStart"]["value"] == "${POSTGRES_SETUP_ON_START=true}"
+    assert "POSTGRES_SETUP_ON_START" in read_yaml(ROOT / "azure.yaml")["pipeline"]["variables"]
 
 
 def test_keyless_azure_openai() -> None:
@@ -964,8 +1087,7 @@ def test_app_service_site_is_hardened_and_starts_brook() -> None:
     properties, config = site["properties"], site["properties"]["siteConfig"]
     assert properties["httpsOnly"] is True
     assert site["identity"]["type"] == "UserAssigned"
-    assert config["appCommandLine"] == \
-        "brook db upgrade && brook serve --host 0.0.0.0 --port 8000"
+    assert config["appCommandLine"] == "startupCommand"  # see test_the_start_up_command_...
     assert config["linuxFxVersion"] == "PYTHON|${pythonVersion}"
     assert all(v >= "3.11" for v in allowed(main(), "pythonVersion"))
     assert config["healthCheckPath"] == "/healthz"

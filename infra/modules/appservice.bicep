@@ -36,8 +36,14 @@ param instanceCount int = 1
 @description('Python version of the runtime (Brook needs 3.11 or later).')
 param pythonVersion string
 
-@description('Resource id of the user-assigned identity the app runs as.')
+@description('Resource id of the user-assigned identity the app runs as (AZURE_CLIENT_ID).')
 param identityId string
+
+@description('Resource id of the PostgreSQL administrator identity, which the start-up command\'s `brook db setup` signs in as; empty: the site does not hold it.')
+param databaseAdminIdentityId string = ''
+
+@description('The start-up command (main.bicep builds it): `brook db setup` when asked, `brook db upgrade`, `brook serve`.')
+param startupCommand string
 
 @description('Subnet delegated to Microsoft.Web/serverFarms for VNet integration; empty for none.')
 param virtualNetworkSubnetId string = ''
@@ -75,11 +81,15 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     'azd-service-name': 'web'
   })
   kind: 'app,linux'
+  // Any code on the site may ask the managed identity endpoint for a token of any identity the
+  // site holds: the administrator identity is here only while the start-up command needs it.
   identity: {
     type: 'UserAssigned'
-    userAssignedIdentities: {
+    userAssignedIdentities: union({
       '${identityId}': {}
-    }
+    }, empty(databaseAdminIdentityId) ? {} : {
+      '${databaseAdminIdentityId}': {}
+    })
   }
   properties: {
     serverFarmId: plan.id
@@ -91,8 +101,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     siteConfig: {
       linuxFxVersion: 'PYTHON|${pythonVersion}'
-      // Migrate, then gunicorn with gevent workers (gunicorn.conf.py / brook.gunicorn_conf).
-      appCommandLine: 'brook db upgrade && brook serve --host 0.0.0.0 --port 8000'
+      // Set up and migrate the database, then gunicorn with gevent workers (gunicorn.conf.py).
+      appCommandLine: startupCommand
       alwaysOn: !freeTier
       use32BitWorkerProcess: freeTier
       healthCheckPath: '/healthz'

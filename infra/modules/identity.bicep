@@ -1,8 +1,11 @@
-// The web app's user-assigned managed identity. Brook signs in with it everywhere (keyless):
-// to Azure OpenAI (role "Cognitive Services OpenAI User") and to PostgreSQL (an Entra
-// administrator whose role name is this identity's name). The app finds it by AZURE_CLIENT_ID.
+// A user-assigned managed identity; main.bicep makes two:
+//   - id-web-<token>, the one Brook runs as (AZURE_CLIENT_ID): it calls Azure OpenAI ("Cognitive
+//     Services OpenAI User"), sends telemetry, reads the Key Vault's secrets, and signs in to
+//     PostgreSQL as a role of its own name that owns Brook's tables and nothing else;
+//   - id-db-<token>, the PostgreSQL Microsoft Entra administrator that `brook db setup` signs in
+//     as to create that role and the database (docs/deploy.md, "Who can do what in the database").
 
-@description('Name of the identity; also the PostgreSQL role Brook signs in as.')
+@description('Name of the identity; also the name of its PostgreSQL role.')
 param name string
 
 @description('Azure region.')

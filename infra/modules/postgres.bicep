@@ -8,6 +8,13 @@
 // A flexible server runs one management operation at a time, so its child resources are
 // created one after another (dependsOn chain, @batchSize(1)); in parallel they fail with
 // "ServerIsBusy".
+//
+// No database is declared here. A database created through ARM belongs to the service's own
+// superuser, not to an Entra administrator, and from PostgreSQL 15 on only a database's owner
+// may create objects in its `public` schema or grant that right; Azure's administrators are
+// members of azure_pg_admin, not superusers. So Brook's database is created by `brook db setup`
+// (the site's start-up command) signed in as the database administrator identity, which then
+// owns it and grants the app's own role what it needs (docs/deploy.md).
 
 @description('Server name: <name>.postgres.database.azure.com. Cannot be changed after creation.')
 param name string
@@ -35,9 +42,6 @@ param skuTier string
 @description('Storage in GiB. It can grow later, never shrink.')
 param storageSizeGB int
 
-@description('Databases to create, in a loop (the server always has postgres, azure_maintenance and azure_sys too).')
-param databaseNames array
-
 @description('Single IPv4 addresses allowed through the firewall (public access only).')
 param allowedSingleIPs array = []
 
@@ -64,7 +68,7 @@ param administratorLogin string
 @description('Password administrator password, with authMode password. No default: azd generates one and keeps it in the environment.')
 param administratorLoginPassword string
 
-@description('Microsoft Entra administrators, created one by one: [{ objectId, name, type }] with type User, Group or ServicePrincipal. The name is the PostgreSQL role they sign in as.')
+@description('Microsoft Entra administrators, created one by one: [{ objectId, name, type }] with type User, Group or ServicePrincipal. The name is the PostgreSQL role they sign in as. Brook\'s own identity is not one of them.')
 param entraAdministrators array
 
 var privateAccess = !empty(delegatedSubnetId)
@@ -110,18 +114,6 @@ resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2024-08-01' = {
   } : {})
 }
 
-@batchSize(1)
-resource databases 'Microsoft.DBforPostgreSQL/flexibleServers/databases@2024-08-01' = [
-  for databaseName in databaseNames: {
-    parent: server
-    name: databaseName
-    properties: {
-      charset: 'UTF8'
-      collation: 'en_US.utf8'
-    }
-  }
-]
-
 // Any Azure-hosted service, of any customer, gets through this rule: the seed post's warning.
 // Sign-in (Entra token or password) still stands between them and the data.
 resource allowAzureServicesRule 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2024-08-01' = if ((!privateAccess) && allowAzureServices) {
@@ -131,9 +123,6 @@ resource allowAzureServicesRule 'Microsoft.DBforPostgreSQL/flexibleServers/firew
     startIpAddress: '0.0.0.0'
     endIpAddress: '0.0.0.0'
   }
-  dependsOn: [
-    databases
-  ]
 }
 
 // Dots become dashes, so 1.2.34.5 and 1.23.4.5 get different rule names.
