@@ -6,11 +6,12 @@ BIN := $(VENV)/bin
 .PHONY: run demo test test-unit lint infra-tools vendor screenshot clean
 
 # The local model's torch: always exactly this version, installed before the `local` extra
-# (which pins the same one, so pip keeps this build). TORCH_INDEX picks where it comes from:
-# empty means pip's own indexes (PyPI's Linux wheel is the CUDA build);
-# `make run TORCH_INDEX=https://download.pytorch.org/whl/cpu` gets the small CPU-only one.
+# (which pins the same one, so pip keeps this build). Where it comes from is chosen for this
+# machine by scripts/torch-index.sh: the CPU-only build on Linux without an NVIDIA GPU, the
+# CUDA build (PyPI's) with one, PyPI's on macOS and Windows. TORCH_INDEX overrides it; empty
+# (`make run TORCH_INDEX=`) means pip's own configured indexes.
 TORCH_VERSION := 2.13.0
-TORCH_INDEX ?=
+TORCH_INDEX ?= $(shell sh scripts/torch-index.sh)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -3,13 +3,13 @@
 # CI runs this same script in a fresh virtual environment (tests/test_devcontainer.py).
 #
 #   PYTHON       the interpreter to install into (default: python3 on PATH)
-#   TORCH_INDEX  where torch comes from (default: PyTorch's CPU-only index; PyPI's Linux
-#                wheel is the CUDA build, gigabytes). Empty: pip's configured indexes.
+#   TORCH_INDEX  where torch comes from (default: scripts/torch-index.sh's choice for this
+#                machine: the CPU-only build without an NVIDIA GPU). Empty: pip's indexes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
-TORCH_INDEX="${TORCH_INDEX-https://download.pytorch.org/whl/cpu}"
+TORCH_INDEX="${TORCH_INDEX-$(sh scripts/torch-index.sh)}"
 
 # torch first, always exactly this version: the `local` extra pins the same one, so the
 # next install keeps it instead of pulling another build.
