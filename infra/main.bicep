@@ -6,6 +6,8 @@
 //     as a role owning only Brook's tables), and id-db, the PostgreSQL Entra administrator that
 //     `brook db setup` uses at start to create that role and the database
 //   - Log Analytics + Application Insights (OpenTelemetry traces and logs, never prompts)
+//   - a Key Vault holding the secrets (SECRET_KEY, REDIS_URL, a password DATABASE_URL): the app
+//     settings are Key Vault references, which App Service resolves as the app's identity
 //   - optionally Azure Managed Redis, for several instances or workers
 // infra/main.parameters.json maps every parameter to an azd environment variable.
 targetScope = 'subscription'
@@ -232,6 +234,7 @@ var tags = {
 var privateNetwork = (checkedNetworkMode == 'vnet')
 var identityName = 'id-web-${resourceToken}'
 var databaseAdminName = 'id-db-${resourceToken}'
+var keyVaultName = 'kv-${resourceToken}'
 var postgresServerName = 'psql-${resourceToken}'
 var useExistingOpenAi = !empty(openAiAccountName)
 var developerPostgresRole = 'azd-${take(uniqueString(principalId), 8)}'
@@ -281,6 +284,20 @@ module monitoring 'modules/monitoring.bicep' = {
     location: location
     tags: tags
     publisherPrincipalId: identity.outputs.principalId
+  }
+}
+
+// The secrets, readable by the app's identity alone.
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: keyVaultName
+    location: location
+    tags: tags
+    readerPrincipalId: identity.outputs.principalId
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
+    secretKey: secretKey
   }
 }
 
@@ -376,11 +393,25 @@ module redis 'modules/redis.bicep' = if (enableRedis) {
     location: location
     tags: tags
     skuName: redisSku
+    keyVaultName: keyVault.outputs.name
   }
 }
 
+// With Entra sign-in DATABASE_URL holds no secret (the password is a fresh token); with a
+// password it goes to the Key Vault.
 var entraDatabaseAuth = (postgresAuth == 'entra')
-var databaseUrl = entraDatabaseAuth ? 'postgresql://${identityName}@${postgres.outputs.fqdn}:5432/${databaseName}?sslmode=require' : 'postgresql://${postgresAdminLogin}:${uriComponent(postgresAdminPassword)}@${postgres.outputs.fqdn}:5432/${databaseName}?sslmode=require'
+var entraDatabaseUrl = 'postgresql://${identityName}@${postgres.outputs.fqdn}:5432/${databaseName}?sslmode=require'
+var passwordDatabaseUrl = 'postgresql://${postgresAdminLogin}:${uriComponent(postgresAdminPassword)}@${postgres.outputs.fqdn}:5432/${databaseName}?sslmode=require'
+
+module databaseUrlSecret 'modules/keyvault-secret.bicep' = if (!entraDatabaseAuth) {
+  name: 'database-url-secret'
+  scope: rg
+  params: {
+    vaultName: keyVault.outputs.name
+    name: 'database-url'
+    value: passwordDatabaseUrl
+  }
+}
 
 // The start-up command. `brook db setup` signs in to the server's postgres database as an
 // administrator and creates Brook's role and database if missing (idempotent, under an advisory
@@ -395,8 +426,8 @@ var startupCommand = postgresSetupOnStart ? '${setupCommand} && ${serveCommand}'
 var siteHoldsDatabaseAdmin = postgresSetupOnStart && entraDatabaseAuth
 
 // What Brook reads in production; tests/test_infra.py holds these names to the variables the
-// app reads (no missing one, no stale one). REDIS_URL is added in appservice.bicep when Redis is
-// on; SECRET_KEY and DATABASE_URL go in secretSettings below.
+// app reads (no missing one, no stale one). The secret ones are in secretSettings and
+// redisSettings below.
 var appSettings = {
   // App Service builds the upload (infra/app/package.sh) with Oryx: `pip install -r
   // requirements.txt`, whose one line `.` makes it `pip install .`.
@@ -416,6 +447,17 @@ var appSettings = {
   APPLICATIONINSIGHTS_ENTRA_AUTH: 'true'
 }
 
+// The settings that are secrets: Key Vault references, which App Service resolves at start as
+// the app's identity (the site's keyVaultReferenceIdentity). Without a version in the URI, a new
+// version of a secret reaches the app within 24 hours, or at the next configuration change.
+var secretSettings = {
+  SECRET_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.secretKeyUri})'
+  DATABASE_URL: entraDatabaseAuth ? entraDatabaseUrl : '@Microsoft.KeyVault(SecretUri=${databaseUrlSecret!.outputs.uri})'
+}
+var redisSettings = enableRedis ? {
+  REDIS_URL: '@Microsoft.KeyVault(SecretUri=${redis!.outputs.urlSecretUri})'
+} : {}
+
 module web 'modules/appservice.bicep' = {
   name: 'web'
   scope: rg
@@ -431,12 +473,7 @@ module web 'modules/appservice.bicep' = {
     databaseAdminIdentityId: siteHoldsDatabaseAdmin ? databaseAdmin.outputs.id : ''
     startupCommand: startupCommand
     virtualNetworkSubnetId: privateNetwork ? network!.outputs.webSubnetId : ''
-    redisName: enableRedis ? redis!.outputs.name : ''
-    appSettings: appSettings
-    secretSettings: {
-      SECRET_KEY: secretKey
-      DATABASE_URL: databaseUrl
-    }
+    appSettings: union(appSettings, secretSettings, redisSettings)
   }
 }
 
@@ -454,3 +491,4 @@ output POSTGRES_HOST string = postgres.outputs.fqdn
 output POSTGRES_DATABASE string = databaseName
 output POSTGRES_ADMIN_ROLE string = databaseAdminName
 output POSTGRES_DEVELOPER_ROLE string = empty(principalId) ? '' : developerPostgresRole
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name

@@ -52,7 +52,8 @@ WORKFLOWS = ROOT / ".github" / "workflows"
 SET_BY_BICEP = {
     "DATABASE_URL": "the PostgreSQL Flexible Server: postgresql://<identity name>@<server>"
                     ".postgres.database.azure.com:5432/brook?sslmode=require (Entra), or the admin "
-                    "login and password with postgresAuth password; a secret setting",
+                    "login and password with postgresAuth password, then a Key Vault "
+                    "reference (the Entra one holds no secret)",
     "DATABASE_ENTRA_AUTH": "'true' with postgresAuth entra (the default): each connection "
                            "signs in with a fresh Microsoft Entra token as password",
     "AZURE_CLIENT_ID": "the user-assigned identity DefaultAzureCredential signs in as, for "
@@ -64,7 +65,8 @@ SET_BY_BICEP = {
     "MODEL_PROVIDER": "'azure': start-up fails fast if the Azure OpenAI settings go missing "
                       "instead of falling back to another provider",
     "SECRET_KEY": "from the @secure() secretKey parameter azd generates once: the same on every "
-                  "instance and across restarts, so owner cookies stay valid; a secret setting",
+                  "instance and across restarts, so owner cookies stay valid; a Key Vault "
+                  "reference",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "traces and logs to Application Insights through "
                                              "OpenTelemetry (never prompts or answers)",
     "APPLICATIONINSIGHTS_ENTRA_AUTH": "'true': the component takes Entra-signed telemetry only "
@@ -75,11 +77,13 @@ SET_BY_BICEP = {
     "PORT": "'8000': where App Service sends traffic for Python apps",
     "WEB_CONCURRENCY": "gunicorn workers per instance (parameter webConcurrency)",
     "REDIS_URL": "only with enableRedis: rediss:// to Azure Managed Redis, access key from "
-                 "listKeys(), built in appservice.bicep so it never passes a parameter",
+                 "listKeys(), written into the Key Vault by redis.bicep so it never passes a "
+                 "parameter or an output; a Key Vault reference",
 }
 # ... of which these are set only when a parameter asks for them.
 CONDITIONAL = {"REDIS_URL"}
-# ... and these carry secrets: passed through a @secure() parameter or built from listKeys().
+# ... and these carry secrets (from a @secure() parameter or listKeys()), so the site gets Key
+# Vault references to them (DATABASE_URL only when it holds a password).
 SECRET = {"DATABASE_URL", "SECRET_KEY", "REDIS_URL"}
 
 # Read by Brook but deliberately not set by the Bicep.
@@ -141,6 +145,7 @@ AZD_OUTPUTS = {
     "POSTGRES_DATABASE": "for psql",
     "POSTGRES_DEVELOPER_ROLE": "the PostgreSQL role of whoever ran azd",
     "POSTGRES_ADMIN_ROLE": "the PostgreSQL role of the database administrator identity (id-db)",
+    "AZURE_KEY_VAULT_NAME": "the vault of the secrets, for an operator (docs/deploy.md)",
 }
 # Azure variables of .env.sample that are deliberately not outputs.
 NOT_OUTPUT = {
@@ -584,18 +589,20 @@ def test_no_secret_parameter_has_a_default() -> None:
 # ----------------------------------------------------------------------------------------------
 
 def app_settings() -> dict[str, tuple[Any, str]]:
-    """Every app setting the Bicep gives App Service: name -> (value, where it is set)."""
+    """Every app setting the Bicep gives App Service: name -> (value, the main.bicep variable
+    that sets it: appSettings, secretSettings, or redisSettings when Redis is on)."""
     settings: dict[str, tuple[Any, str]] = {}
-    plain = main()["variables"]["appSettings"]["value"]
-    secret = body(main()["modules"]["web"])["params"]["secretSettings"]
-    redis = module("appservice")["variables"]["redisSettings"]["value"]["operator"]["operands"]
-    sources = [(plain, "appSettings"), (secret, "secretSettings"),
-               (redis["false_value"], "redisSettings")]
+    variables = main()["variables"]
+    redis = variables["redisSettings"]["value"]["operator"]["operands"]
+    assert redis["condition"] == "enableRedis"
+    assert redis["false_value"] == {}, "REDIS_URL must be set only when Redis is on"
+    sources = [(variables["appSettings"]["value"], "appSettings"),
+               (variables["secretSettings"]["value"], "secretSettings"),
+               (redis["true_value"], "redisSettings")]
     for values, where in sources:
         for name, value in values.items():
             assert name not in settings, f"{name} is set twice"
             settings[name] = (value, where)
-    assert redis["true_value"] == {}, "REDIS_URL must be set only when redisName is"
     return settings
 
 
@@ -615,8 +622,10 @@ DEPLOYED = {
         "InstrumentationKey=00000000-0000-0000-0000-0000000000a1;"
         "IngestionEndpoint=https://eastus-0.in.applicationinsights.azure.com/",
     "postgres.outputs.fqdn": "psql-abc.postgres.database.azure.com",
-    "redisCluster::database.listKeys().primaryKey": "k3y/with+and=",
-    "redisCluster.properties.hostName": "redis-abc.eastus.redis.azure.net",
+    "keyVault.outputs.name": "kv-abc123",
+    # In redis.bicep:
+    "database.listKeys().primaryKey": "k3y/with+and=",
+    "cluster.properties.hostName": "redis-abc.eastus.redis.azure.net",
 }
 DEPLOYMENT_MODES: dict[str, dict[str, Any]] = {
     "F1, public, Entra": {"appServiceSku": "F1", "networkMode": "public",
@@ -629,20 +638,22 @@ DEPLOYMENT_MODES: dict[str, dict[str, Any]] = {
 }
 
 
-def fill(value: Any, evaluator: Evaluator) -> str:
+def fill(value: Any, evaluator: Evaluator, known: dict[str, str] | None = None) -> str:
     """An evaluated value as the string ARM makes of it: interpolations filled in (through
-    `evaluator`), resources' values from DEPLOYED."""
-    text = DEPLOYED.get(value, value) if isinstance(value, str) else value
+    `evaluator`), deployed resources' values from DEPLOYED or `known`."""
+    known = DEPLOYED | (known or {})
+    text = known.get(value, value) if isinstance(value, str) else value
     assert isinstance(text, str), (value, text)
 
     def one(match: re.Match[str]) -> str:
-        inner = match.group(1)
+        inner = match.group(1).replace("!.", ".")
         escaped = re.fullmatch(r"uriComponent\((.+)\)", inner)
         if escaped:
-            return urllib.parse.quote(fill("${" + escaped.group(1) + "}", evaluator), safe="")
-        if inner in DEPLOYED:
-            return DEPLOYED[inner]
-        return fill(evaluator(inner), evaluator)
+            return urllib.parse.quote(fill("${" + escaped.group(1) + "}", evaluator, known),
+                                      safe="")
+        if inner in known:
+            return known[inner]
+        return fill(evaluator(inner), evaluator, known)
 
     return re.sub(r"\$\{([^{}]+(?:\([^()]*\))?[^{}]*)\}", one, text)
 
@@ -653,21 +664,79 @@ def deployment(mode: dict[str, Any]) -> Evaluator:
                      secretKey="s" * 32, resourceToken="abc123", **mode)
 
 
-def deployed_settings(mode: dict[str, Any]) -> dict[str, str]:
-    """The app settings a deployment in `mode` gives the site, as strings: the Bicep's
-    expressions evaluated, interpolations filled in, resources' values from DEPLOYED."""
-    evaluate = deployment(mode)
-    redis_on = bool(mode.get("enableRedis"))
-    in_web = Evaluator(module("appservice"), redisName="redis-abc" if redis_on else "")
+def module_template(name: str) -> dict[str, Any]:
+    """The template of main.bicep's module `name`."""
+    return bicep(INFRA / main()["modules"][name]["detail"]["path"])
 
-    settings: dict[str, str] = {}
-    for name, (value, where) in app_settings().items():
-        if where == "redisSettings":
-            if redis_on:
-                settings[name] = fill(value, in_web)
+
+def module_evaluator(name: str, evaluate: Evaluator) -> Evaluator:
+    """An evaluator of main.bicep's module `name`, given the parameters main.bicep passes it
+    (evaluated by `evaluate`, strings filled in)."""
+    values: dict[str, Any] = {}
+    for parameter, value in (body(main()["modules"][name]).get("params") or {}).items():
+        evaluated = evaluate(value)
+        values[parameter] = fill(evaluated, evaluate) if isinstance(evaluated, str) else evaluated
+    return Evaluator(module_template(name), **values)
+
+
+SECRET_TYPE = "Microsoft.KeyVault/vaults/secrets"
+# An app setting App Service resolves from Key Vault (as the site's keyVaultReferenceIdentity).
+REFERENCE = re.compile(r"@Microsoft\.KeyVault\(SecretUri=(?P<uri>[^()]*)\)")
+
+
+def key_vault(mode: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """What a deployment in `mode` keeps in Key Vault: the secret URI that each module output
+    `<module>.outputs.<name>` holding a secret's `properties.secretUri` stands for, and the
+    value stored at each URI (evaluated as the module that writes it would)."""
+    evaluate = deployment(mode)
+    uris: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+    for name, declaration in main()["modules"].items():
+        template = module_template(name)
+        declared = resources(template, SECRET_TYPE)
+        condition = declaration["config"].get("condition")
+        if not declared or (condition is not None and not evaluate(condition)):
             continue
-        settings[name] = fill(evaluate(value), evaluate)
-    return settings
+        inner = module_evaluator(name, evaluate)
+        for symbol, secret in declared.items():
+            condition = secret["config"].get("condition")
+            if condition is not None and not inner(condition):
+                continue
+            config = body(secret)
+            vault = body(template["resources"][config["parent"]])
+            uri = (f"https://{fill(inner(vault['name']), inner)}.vault.azure.net/secrets/"
+                   f"{fill(inner(config['name']), inner)}")
+            assert uri not in secrets, f"two secrets at {uri}"
+            secrets[uri] = fill(inner(config["properties"]["value"]), inner)
+            for output, value in (template.get("outputs") or {}).items():
+                if expr(value["value"]) == f"{symbol}.properties.secretUri":
+                    uris[f"{name}.outputs.{output}"] = uri
+    return uris, secrets
+
+
+def deployed_settings(mode: dict[str, Any]) -> dict[str, str]:
+    """The app settings a deployment in `mode` gives the site, as strings, as the site's
+    configuration holds them: the Bicep's expressions evaluated, interpolations filled in,
+    resources' values from DEPLOYED, Key Vault references with their secrets' URIs."""
+    evaluate = deployment(mode)
+    uris, _ = key_vault(mode)
+    return {name: fill(evaluate(value), evaluate, uris)
+            for name, (value, where) in app_settings().items()
+            if where != "redisSettings" or mode.get("enableRedis")}
+
+
+def resolved_settings(mode: dict[str, Any]) -> dict[str, str]:
+    """The environment Brook starts with: each Key Vault reference replaced by the secret at
+    its URI, as App Service does (a reference to nothing the templates store fails here)."""
+    _, secrets = key_vault(mode)
+    environment: dict[str, str] = {}
+    for name, value in deployed_settings(mode).items():
+        reference = REFERENCE.fullmatch(value)
+        if reference:
+            assert reference["uri"] in secrets, f"{name}: no secret at {reference['uri']}"
+            value = secrets[reference["uri"]]
+        environment[name] = value
+    return environment
 
 
 @pytest.mark.parametrize("mode", DEPLOYMENT_MODES, ids=list(DEPLOYMENT_MODES))
@@ -675,11 +744,13 @@ def test_the_settings_each_mode_deploys_are_accepted_by_brook(mode: str,
                                                               tmp_path: Path) -> None:
     from brook.config import load_settings
 
-    deployed = deployed_settings(DEPLOYMENT_MODES[mode])
+    deployed = resolved_settings(DEPLOYMENT_MODES[mode])
     for name, value in deployed.items():
         assert "${" not in value, (name, value)
         assert ".outputs." not in value, (name, value)
+        assert "@Microsoft.KeyVault" not in value, (name, value)
     settings = load_settings(deployed, tmp_path)  # raises ConfigError on anything it refuses
+    assert settings.secret_key == "s" * 32
     assert settings.provider == "azure"
     assert settings.appinsights_entra_auth is True
     assert settings.azure_openai_endpoint == DEPLOYED["openAiAccess.outputs.endpoint"]
@@ -710,21 +781,113 @@ def test_app_service_gets_exactly_the_production_settings() -> None:
     assert set(settings) == set(SET_BY_BICEP) | set(PLATFORM)
     assert {n for n, (_, where) in settings.items() if where == "redisSettings"} == CONDITIONAL
     assert {n for n, (_, where) in settings.items() if where != "appSettings"} == SECRET
-    # The three sources are the site's settings, and only the secret ones are @secure().
+    # The three are the site's settings, whole.
+    assert body(main()["modules"]["web"])["params"]["appSettings"] == {"function": {
+        "type": "union", "parameters": {"arg_1": "appSettings", "arg_2": "secretSettings",
+                                        "arg_3": "redisSettings"}}}
     web = module("appservice")
     settings_resource = [body(r) for r in resources(web, "Microsoft.Web/sites/config").values()
                          if body(r)["name"] == "appsettings"]
     assert len(settings_resource) == 1
-    union = settings_resource[0]["properties"]["function"]
-    assert union["type"] == "union"
-    assert list(union["parameters"].values()) == [
-        "appSettings", "secretSettings", "redisSettings"]
-    assert is_secure(web, "secretSettings")
-    assert not is_secure(web, "appSettings")
-    plain_strings = set(strings(main()["variables"]["appSettings"]["value"]))
-    for name in main()["parameters"]:
-        if is_secure(main(), name):
-            assert not any(name in s for s in plain_strings), f"{name} in plain app settings"
+    assert settings_resource[0]["properties"] == "appSettings"
+    # Nothing the site module gets is a secret (test_no_app_setting_holds_a_secret...).
+    assert not [name for name in web["parameters"] if is_secure(web, name)]
+
+
+def used_by(value: Any, template: dict[str, Any], seen: set[str] | None = None) -> Iterator[str]:
+    """Every string in a parsed value and in the variables it uses, through interpolations."""
+    seen = set() if seen is None else seen
+    variables = template.get("variables") or {}
+    for text in strings(value):
+        yield text
+        for word in re.findall(r"\w+", text):
+            if word in variables and word not in seen:
+                seen.add(word)
+                yield from used_by(variables[word]["value"], template, seen)
+
+
+@pytest.mark.parametrize("mode", DEPLOYMENT_MODES, ids=list(DEPLOYMENT_MODES))
+def test_no_app_setting_holds_a_secret_in_plain_text(mode: str) -> None:
+    """The site's configuration, which anyone with contributor rights on it can read, holds no
+    SECRET_KEY, password or access key: only Key Vault references to them."""
+    values = DEPLOYMENT_MODES[mode]
+    plain = {"s" * 32, DEPLOYED["database.listKeys().primaryKey"]}
+    if "postgresAdminPassword" in values:
+        plain.add(values["postgresAdminPassword"])
+    plain |= {urllib.parse.quote(secret, safe="") for secret in plain}
+    for name, value in deployed_settings(values).items():
+        assert not [secret for secret in plain if secret in value], name
+    # Nor can any mode put one there: what main.bicep hands the site names no secure
+    # parameter and calls no list*() function.
+    secure = {name for name in main()["parameters"] if is_secure(main(), name)}
+    assert {"secretKey", "postgresAdminPassword"} <= secure
+    for text in used_by(body(main()["modules"]["web"])["params"], main()):
+        assert not set(re.findall(r"\w+", text)) & secure, text
+        assert "listKeys" not in text, text
+
+
+@pytest.mark.parametrize("mode", DEPLOYMENT_MODES, ids=list(DEPLOYMENT_MODES))
+def test_each_secret_setting_is_a_reference_to_a_secret_in_the_vault(mode: str) -> None:
+    values = DEPLOYMENT_MODES[mode]
+    settings = deployed_settings(values)
+    _, secrets = key_vault(values)
+    vault = fill(deployment(values)(body(main()["modules"]["keyVault"])["params"]["name"]),
+                 deployment(values))
+    assert vault == DEPLOYED["keyVault.outputs.name"] == "kv-abc123"
+    assert expr(module("keyvault")["outputs"]["name"]["value"]) == "vault.name"
+    referenced = set()
+    for name in SECRET & set(settings):
+        value = settings[name]
+        if name == "DATABASE_URL" and values.get("postgresAuth", "entra") == "entra":
+            # Its password is a fresh Entra token: nothing secret to keep.
+            assert not REFERENCE.search(value)
+            assert urllib.parse.urlsplit(value).password is None
+            continue
+        reference = REFERENCE.fullmatch(value)
+        assert reference, f"{name} is no Key Vault reference: {value}"
+        # The unversioned URI of a secret in Brook's vault: rotation reaches the app.
+        assert re.fullmatch(rf"https://{vault}\.vault\.azure\.net/secrets/[a-z0-9-]+",
+                            reference["uri"]), reference["uri"]
+        assert reference["uri"] in secrets
+        referenced.add(reference["uri"])
+    assert referenced == set(secrets), "a secret no setting refers to"
+    assert ("REDIS_URL" in settings) is bool(values.get("enableRedis"))
+
+
+def test_the_app_identity_alone_reads_the_vault() -> None:
+    keyvault = module("keyvault")
+    vault = body(only(keyvault, "Microsoft.KeyVault/vaults"))["properties"]
+    # Azure RBAC decides who reads a secret (no access policies); deleted secrets and the
+    # vault itself stay recoverable, and nobody can purge them before their time.
+    assert vault["enableRbacAuthorization"] is True
+    assert "accessPolicies" not in vault
+    assert (vault["enableSoftDelete"], vault["enablePurgeProtection"]) == (True, True)
+    assert 7 <= vault["softDeleteRetentionInDays"] <= 90
+    # One role assignment on the vault: Key Vault Secrets User for the app's identity.
+    role = body(only(keyvault, "Microsoft.Authorization/roleAssignments"))
+    assert role["scope"] == "vault"
+    assert keyvault["variables"]["secretsUserRoleId"]["value"] == \
+        "4633458b-17de-408a-b874-0445c86b69e6"  # Key Vault Secrets User
+    assert "secretsUserRoleId" in strings(role["properties"]["roleDefinitionId"])
+    assert role["properties"]["principalId"] == "readerPrincipalId"
+    assert role["properties"]["principalType"] == "ServicePrincipal"
+    params = body(main()["modules"]["keyVault"])["params"]
+    assert expr(params["readerPrincipalId"]) == "identity.outputs.principalId"
+    # No other template grants anything on a vault (the developer included: an operator who
+    # must read a secret assigns the role to themself, docs/deploy.md).
+    for path in INFRA.rglob("*.bicep"):
+        if path.name != "keyvault.bicep":
+            assert "4633458b-17de-408a-b874-0445c86b69e6" not in path.read_text(), path
+    # Every module that writes a secret writes it into that vault.
+    for name, declaration in main()["modules"].items():
+        if resources(module_template(name), SECRET_TYPE) and name != "keyVault":
+            vault_names = [p for p, v in body(declaration)["params"].items()
+                           if expr(v) == "keyVault.outputs.name"]
+            assert vault_names, f"{name} writes a secret outside Brook's vault"
+    # App Service resolves the references as the app's identity, which the site holds.
+    site = body(only(module("appservice"), "Microsoft.Web/sites"))
+    assert site["properties"]["keyVaultReferenceIdentity"] == "identityId"
+    assert expr(body(main()["modules"]["web"])["params"]["identityId"]) == "identity.outputs.id"
 
 
 def test_production_setting_values() -> None:
@@ -746,15 +909,24 @@ def test_production_setting_values() -> None:
     assert named(settings["AZURE_OPENAI_DEPLOYMENT"]) == "chat"
     assert named(main()["outputs"]["AZURE_OPENAI_DEPLOYMENT"]["value"]) == "chat"
     assert evaluate(settings["AZURE_OPENAI_API_VERSION"]) == "2024-10-21"
-    assert settings["SECRET_KEY"] == "secretKey"
+    assert settings["SECRET_KEY"] == \
+        "@Microsoft.KeyVault(SecretUri=${keyVault.outputs.secretKeyUri})"
+    assert body(main()["modules"]["keyVault"])["params"]["secretKey"] == "secretKey"
     assert is_secure(main(), "secretKey")
+    assert is_secure(module("keyvault"), "secretKey")
     # Entra by default: the identity is the database user and the password a token.
     assert Evaluator(main())(settings["DATABASE_ENTRA_AUTH"]) == "true"
     assert Evaluator(main(), postgresAuth="password")(settings["DATABASE_ENTRA_AUTH"]) == "false"
-    url = main()["variables"]["databaseUrl"]["value"]["operator"]["operands"]
-    assert settings["DATABASE_URL"] == "databaseUrl"
+    url = settings["DATABASE_URL"]["operator"]["operands"]
     assert url["condition"] == "entraDatabaseAuth"
-    entra, password = url["true_value"], url["false_value"]
+    assert url["true_value"] == "entraDatabaseUrl"
+    assert url["false_value"] == \
+        "@Microsoft.KeyVault(SecretUri=${databaseUrlSecret!.outputs.uri})"
+    assert body(main()["modules"]["databaseUrlSecret"])["params"]["value"] == \
+        "passwordDatabaseUrl"
+    assert is_secure(module("keyvault-secret"), "value")
+    entra = main()["variables"]["entraDatabaseUrl"]["value"]
+    password = main()["variables"]["passwordDatabaseUrl"]["value"]
     assert entra.startswith("postgresql://${identityName}@${postgres.outputs.fqdn}:5432/")
     assert password.startswith("postgresql://${postgresAdminLogin}:"
                                "${uriComponent(postgresAdminPassword)}@")
@@ -764,7 +936,9 @@ def test_production_setting_values() -> None:
     assert expr(settings["AZURE_OPENAI_ENDPOINT"]) == "openAiAccess.outputs.endpoint"
     assert expr(settings["APPLICATIONINSIGHTS_CONNECTION_STRING"]) == \
         "monitoring.outputs.applicationInsightsConnectionString"
-    redis_url = settings["REDIS_URL"]
+    assert settings["REDIS_URL"] == \
+        "@Microsoft.KeyVault(SecretUri=${redis!.outputs.urlSecretUri})"
+    redis_url = body(only(module("redis"), SECRET_TYPE))["properties"]["value"]
     assert redis_url.startswith("rediss://:${uriComponent(")
     assert ".listKeys()." in redis_url
     assert "AZURE_OPENAI_API_KEY" not in settings
@@ -1129,7 +1303,7 @@ def test_redis_is_optional_tls_only_and_off_by_default() -> None:
     database = body(only(redis, "Microsoft.Cache/redisEnterprise/databases"))
     assert database["properties"]["clientProtocol"] == "Encrypted"
     assert database["properties"]["port"] == 10000
-    assert ":10000/0" in app_settings()["REDIS_URL"][0]
+    assert body(only(redis, SECRET_TYPE))["properties"]["value"].endswith(":10000/0")
 
 
 # ----------------------------------------------------------------------------------------------

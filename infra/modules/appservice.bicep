@@ -48,15 +48,8 @@ param startupCommand string
 @description('Subnet delegated to Microsoft.Web/serverFarms for VNet integration; empty for none.')
 param virtualNetworkSubnetId string = ''
 
-@description('Name of the Azure Managed Redis cluster whose database REDIS_URL points at; empty for none.')
-param redisName string = ''
-
-@description('App settings that are not secret (see tests/test_infra.py for the full contract).')
+@description('The app settings (tests/test_infra.py holds the contract). None holds a secret: those are Key Vault references, resolved with the identity of identityId.')
 param appSettings object
-
-@secure()
-@description('App settings that are secret (SECRET_KEY, DATABASE_URL): kept out of the deployment history.')
-param secretSettings object
 
 var freeTier = (sku == 'F1')
 
@@ -93,6 +86,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   }
   properties: {
     serverFarmId: plan.id
+    // Key Vault references in the app settings are resolved as the app's own identity, the one
+    // with Key Vault Secrets User on the vault (not as the administrator identity).
+    keyVaultReferenceIdentity: identityId
     httpsOnly: true
     // Any instance serves any stream (Redis), so no session affinity cookie.
     clientAffinityEnabled: false
@@ -115,24 +111,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   }
 }
 
-// REDIS_URL carries the access key, so it is built here from listKeys() instead of passing
-// through a deployment parameter or output. uriComponent: the key may contain / + =.
-resource redisCluster 'Microsoft.Cache/redisEnterprise@2025-07-01' existing = {
-  name: empty(redisName) ? 'none' : redisName
-
-  resource database 'databases' existing = {
-    name: 'default'
-  }
-}
-
-var redisSettings = empty(redisName) ? {} : {
-  REDIS_URL: 'rediss://:${uriComponent(redisCluster::database.listKeys().primaryKey)}@${redisCluster.properties.hostName}:10000/0'
-}
-
 resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
-  properties: union(appSettings, secretSettings, redisSettings)
+  properties: appSettings
 }
 
 resource logs 'Microsoft.Web/sites/config@2024-04-01' = {

@@ -1,8 +1,9 @@
 // Azure Managed Redis (Microsoft.Cache/redisEnterprise), for running Brook on several
 // instances or workers: answers travel on Redis Streams and Stop reaches every instance.
 // Azure Cache for Redis (Microsoft.Cache/redis) is retiring and closed to new customers, so
-// this is its successor. TLS only; Brook authenticates with the database's access key, which
-// appservice.bicep reads with listKeys() and never outputs.
+// this is its successor. TLS only; Brook authenticates with the database's access key. REDIS_URL,
+// which carries that key, is built here with listKeys() and written straight into the Key Vault:
+// it never passes through a parameter or an output, only the secret's URI does.
 
 @description('Cluster name; the endpoint is <name>.<region>.redis.azure.net:10000.')
 param name string
@@ -18,6 +19,9 @@ param skuName string = 'Balanced_B0'
 
 @description('Replicate the data (SLA); without it the cache is cheaper and fine for streams that the database also keeps.')
 param highAvailability bool = true
+
+@description('Key Vault (in this resource group) that receives the REDIS_URL secret.')
+param keyVaultName string
 
 resource cluster 'Microsoft.Cache/redisEnterprise@2025-07-01' = {
   name: name
@@ -47,6 +51,20 @@ resource database 'Microsoft.Cache/redisEnterprise/databases@2025-07-01' = {
   }
 }
 
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: keyVaultName
+}
+
+// uriComponent: the key may contain / + =. Regenerating the key changes nothing here until the
+// next `azd provision` writes a new version of this secret (docs/deploy.md).
+resource urlSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: vault
+  name: 'redis-url'
+  properties: {
+    value: 'rediss://:${uriComponent(database.listKeys().primaryKey)}@${cluster.properties.hostName}:10000/0'
+    contentType: 'text/plain'
+  }
+}
+
 output name string = cluster.name
-output hostName string = cluster.properties.hostName
-output databaseId string = database.id
+output urlSecretUri string = urlSecret.properties.secretUri
