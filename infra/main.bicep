@@ -328,6 +328,7 @@ module postgres 'modules/postgres.bicep' = {
     delegatedSubnetId: privateNetwork ? network!.outputs.databaseSubnetId : ''
     privateDnsZoneId: privateNetwork ? network!.outputs.privateDnsZoneId : ''
     authMode: postgresAuth
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
     administratorLogin: postgresAdminLogin
     administratorLoginPassword: postgresAdminPassword
     // The administrators: the database administrator identity and whoever runs azd. Brook's own
@@ -472,6 +473,7 @@ module web 'modules/appservice.bicep' = {
     identityId: identity.outputs.id
     databaseAdminIdentityId: siteHoldsDatabaseAdmin ? databaseAdmin.outputs.id : ''
     startupCommand: startupCommand
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
     virtualNetworkSubnetId: privateNetwork ? network!.outputs.webSubnetId : ''
     appSettings: union(appSettings, secretSettings, redisSettings)
   }

@@ -1306,6 +1306,48 @@ def test_redis_is_optional_tls_only_and_off_by_default() -> None:
     assert body(only(redis, SECRET_TYPE))["properties"]["value"].endswith(":10000/0")
 
 
+# Where each resource's logs go: module -> (the resource, the log categories sent to Log
+# Analytics). App Service on Linux: console, HTTP and platform logs (AppServiceAppLogs is Java
+# and Tomcat only there); none is limited to a tier above F1 in Microsoft's reference.
+DIAGNOSTICS = {
+    "appservice": ("site", {"AppServiceConsoleLogs", "AppServiceHTTPLogs",
+                            "AppServicePlatformLogs"}),
+    "postgres": ("server", {"PostgreSQLLogs"}),
+    "keyvault": ("vault", {"AuditEvent"}),
+}
+
+
+@pytest.mark.parametrize("name", DIAGNOSTICS)
+def test_diagnostic_settings_send_the_logs_to_log_analytics(name: str) -> None:
+    resource, categories = DIAGNOSTICS[name]
+    template = module(name)
+    declared = only(template, "Microsoft.Insights/diagnosticSettings")
+    assert "condition" not in declared["config"], "on every SKU and mode"
+    setting = body(declared)
+    assert setting["scope"] == resource
+    logs = setting["properties"]["logs"]
+    assert all(log["enabled"] is True for log in logs)
+    assert {log["category"] for log in logs} == categories
+    assert len(logs) == len(categories)
+    # ... to the deployment's own workspace.
+    assert setting["properties"]["workspaceId"] == "logAnalyticsWorkspaceId"
+    (caller,) = [m for m in main()["modules"].values()
+                 if m["detail"]["path"] == f"modules/{name}.bicep"]
+    assert expr(body(caller)["params"]["logAnalyticsWorkspaceId"]) == \
+        "monitoring.outputs.logAnalyticsWorkspaceId"
+    assert expr(module("monitoring")["outputs"]["logAnalyticsWorkspaceId"]["value"]) == \
+        "logAnalytics.id"
+
+
+def test_no_other_resource_sends_diagnostics_elsewhere() -> None:
+    for path in INFRA.rglob("*.bicep"):
+        found = resources(bicep(path), "Microsoft.Insights/diagnosticSettings")
+        assert len(found) == (1 if path.stem in DIAGNOSTICS else 0), path
+        for setting in found.values():
+            destinations = set(body(setting)["properties"]) - {"logs", "metrics"}
+            assert destinations == {"workspaceId"}, path
+
+
 # ----------------------------------------------------------------------------------------------
 # checkov
 # ----------------------------------------------------------------------------------------------

@@ -45,6 +45,9 @@ param databaseAdminIdentityId string = ''
 @description('The start-up command (main.bicep builds it): `brook db setup` when asked, `brook db upgrade`, `brook serve`.')
 param startupCommand string
 
+@description('Log Analytics workspace that receives the site\'s console, HTTP and platform logs.')
+param logAnalyticsWorkspaceId string
+
 @description('Subnet delegated to Microsoft.Web/serverFarms for VNet integration; empty for none.')
 param virtualNetworkSubnetId string = ''
 
@@ -143,6 +146,36 @@ resource logs 'Microsoft.Web/sites/config@2024-04-01' = {
   dependsOn: [
     settings
   ]
+}
+
+// The site's logs in Log Analytics, kept with the workspace's retention, where the file-system
+// logs above last days. The categories a Linux Python site has: console output (stdout and
+// stderr: gunicorn's and Brook's log lines), the front end's HTTP log, and the platform's
+// container log (starts, restarts, the start-up command's failures). AppServiceAppLogs is left
+// out: on Linux it carries Java SE and Tomcat only. Microsoft's App Service monitoring reference
+// limits only AppServiceFileAuditLogs and AppServiceAntivirusScanAuditLogs to Premium plans, so
+// these go on every SKU, F1 included
+// (https://learn.microsoft.com/azure/app-service/monitor-app-service-reference#resource-logs).
+resource siteDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'logs-to-log-analytics'
+  scope: site
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'AppServiceConsoleLogs'
+        enabled: true
+      }
+      {
+        category: 'AppServiceHTTPLogs'
+        enabled: true
+      }
+      {
+        category: 'AppServicePlatformLogs'
+        enabled: true
+      }
+    ]
+  }
 }
 
 // No FTP and no basic-auth deployments: azd deploys with a Microsoft Entra token.

@@ -68,6 +68,9 @@ param administratorLogin string
 @description('Password administrator password, with authMode password. No default: azd generates one and keeps it in the environment.')
 param administratorLoginPassword string
 
+@description('Log Analytics workspace that receives the server\'s log (PostgreSQLLogs).')
+param logAnalyticsWorkspaceId string
+
 @description('Microsoft Entra administrators, created one by one: [{ objectId, name, type }] with type User, Group or ServicePrincipal. The name is the PostgreSQL role they sign in as. Brook\'s own identity is not one of them.')
 param entraAdministrators array
 
@@ -180,6 +183,29 @@ resource minimumTlsVersion 'Microsoft.DBforPostgreSQL/flexibleServers/configurat
   }
   dependsOn: [
     requireSecureTransport
+  ]
+}
+
+// The server's own log (errors, warnings, connections and authentication failures as the server
+// parameters log them) in Log Analytics, table AzureDiagnostics. The other categories are left
+// off: the Query Store ones carry data only once pg_qs.query_capture_mode is turned on, which
+// costs the server work, and the sessions, table and transaction statistics are periodic
+// snapshots, billed per GB, that a small Brook does not need; add them here if you do.
+resource serverDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'logs-to-log-analytics'
+  scope: server
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'PostgreSQLLogs'
+        enabled: true
+      }
+    ]
+  }
+  // After the server's own children, which run one at a time.
+  dependsOn: [
+    minimumTlsVersion
   ]
 }
 
