@@ -1496,5 +1496,19 @@ def test_deploy_docs() -> None:
         "location is restricted", "centralus", "0.0.0.0",
         # Easy Auth's secret is an app setting, and a provision replaces them all.
         "`azd provision` replaces every app setting", "MICROSOFT_PROVIDER_AUTHENTICATION_SECRET",
+        # A first deployment in each mode, and who can do what in the database.
+        "### First deployment: the free tier, public network, Entra sign-in",
+        "### First deployment: B1, private network (vnet), Entra sign-in",
+        "### First deployment: password sign-in to PostgreSQL",
+        "## Who can do what in the database", "brook db setup", "POSTGRES_SETUP_ON_START",
+        "pgaadauth_create_principal_with_oid", "azure_pg_admin",
+        # The secrets, their rotation, the logs, the upgrade of an older deployment.
+        "## Secrets in Key Vault", "Key Vault Secrets User", "everyone is signed out",
+        "## Where the logs go", "AppServiceConsoleLogs", "AppServiceHTTPLogs", "PostgreSQLLogs",
+        "## Upgrading a deployment made before", "az postgres flexible-server db delete",
     ):
         assert needed in docs, needed
+    assert "databaseNames" not in docs
+    # Every output an operator is told to read exists.
+    for name in re.findall(r"azd env get-value (\w+)", docs):
+        assert name in main()["outputs"], name
