@@ -99,6 +99,9 @@ def test_providers_chosen_from_variables(tmp_path: Path) -> None:
         ({"PORT": "99999"}, ["PORT"]),
         ({"WEB_CONCURRENCY": "0"}, ["WEB_CONCURRENCY"]),
         ({"GUNICORN_WORKER_CONNECTIONS": "many"}, ["GUNICORN_WORKER_CONNECTIONS"]),
+        # App Service passes on a Key Vault reference it could not resolve as its text.
+        ({"SECRET_KEY": "@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/secrets/"
+                        "secret-key)"}, ["SECRET_KEY", "Key Vault Secrets User"]),
     ],
 )
 def test_bad_settings_name_the_variable(tmp_path: Path, env: dict[str, str],
