@@ -300,9 +300,10 @@ class Settings(ServingSettings):
                 # App Service passes a reference it could not resolve on as its text.
                 raise ConfigError(
                     f"{name} is an unresolved Key Vault reference: App Service could not "
-                    "read the secret, so the setting holds the reference's text. Check that the app's identity has Key Vault Secrets "
-                    "User on the vault and is the site's keyVaultReferenceIdentity, then "
-                    "restart the app (docs/deploy.md, Key Vault).")
+                    "read the secret, so the setting holds the reference's text. Check "
+                    "that the app's identity has Key Vault Secrets User on the vault and is "
+                    "the site's keyVaultReferenceIdentity, then restart the app "
+                    "(docs/deploy.md, Key Vault).")
         instance = Path(values.get("BROOK_INSTANCE_PATH") or "instance").resolve()
         values["BROOK_INSTANCE_PATH"] = instance
         values.setdefault("DATABASE_URL", f"sqlite:///{instance / 'brook.db'}")
