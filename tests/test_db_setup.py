@@ -11,6 +11,7 @@ database, where it records the object id as the role's comment. Everything is dr
 
 from __future__ import annotations
 
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -212,3 +213,17 @@ def test_the_command_sets_up_the_database_named_by_database_url(server: Server) 
 def test_setup_is_for_postgresql_only(tmp_path: object) -> None:
     with pytest.raises(database.SetupError, match="for PostgreSQL"):
         database.setup("sqlite:///brook.db")
+
+
+@pytest.mark.parametrize("command", [["db", "setup"], ["db", "upgrade"]])
+def test_a_database_out_of_reach_is_one_plain_line(command: list[str]) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    result = CliRunner().invoke(main, command, env={
+        "DATABASE_URL": f"postgresql://brook:s3cret-pw@127.0.0.1:{port}/brook"})
+    assert result.exit_code == 1
+    assert "Could not use the database at DATABASE_URL:" in result.output
+    assert f"port {port}" in result.output
+    assert "Traceback" not in result.output
+    assert "s3cret-pw" not in result.output

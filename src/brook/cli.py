@@ -4,10 +4,13 @@ own commands."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 from flask import Flask
 from flask.cli import FlaskGroup
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from . import azure_credential, create_app, database
@@ -20,6 +23,18 @@ def _settings_from_env() -> Settings:
         return load_settings()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@contextmanager
+def _reaching_the_database() -> Iterator[None]:
+    """A database that cannot be reached (down, wrong host, sign-in refused) as one line on
+    the console, not a traceback: psycopg's first line names the host, never a password."""
+    try:
+        yield
+    except OperationalError as exc:
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise click.ClickException(f"Could not use the database at DATABASE_URL: {first}"
+                                   ) from None
 
 
 def _cli_app() -> Flask:
@@ -43,8 +58,9 @@ def db_group() -> None:
 def db_upgrade() -> None:
     """Apply the database migrations (SQLite or the PostgreSQL at DATABASE_URL)."""
     settings = _settings_from_env()
-    database.upgrade(settings.database_url, azure_credential(settings)
-               if settings.database_entra_auth else None)
+    with _reaching_the_database():
+        database.upgrade(settings.database_url, azure_credential(settings)
+                         if settings.database_entra_auth else None)
     click.echo("Database is up to date.")
 
 
@@ -69,7 +85,8 @@ def db_setup(admin_role: str | None, admin_client_id: str | None,
         credential = (ManagedIdentityCredential(client_id=admin_client_id) if admin_client_id
                       else DefaultAzureCredential())
     try:
-        done = database.setup(settings.database_url, admin_role, credential, app_object_id)
+        with _reaching_the_database():
+            done = database.setup(settings.database_url, admin_role, credential, app_object_id)
     except database.SetupError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
