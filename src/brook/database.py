@@ -179,8 +179,6 @@ def setup(url: str, admin_role: str | None = None, credential: TokenCredential |
         admin = admin.set(password=None)
     done: list[str] = []
     server = make_engine(admin.render_as_string(hide_password=False), credential, pool_size=1)
-    inside = make_engine(admin.set(database=name).render_as_string(hide_password=False),
-                         credential, pool_size=1)
     try:
         with server.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             quote = connection.dialect.identifier_preparer.quote_identifier
@@ -205,12 +203,16 @@ def setup(url: str, admin_role: str | None = None, credential: TokenCredential |
                     connection.execute(text(f"CREATE DATABASE {quote(name)}"))
                     done.append(f"Created the database {name}.")
                 if admin_role != app_role:
-                    _grant(inside, connection, name, app_role)
+                    inside = make_engine(admin.set(database=name).render_as_string(
+                        hide_password=False), credential, pool_size=1)
+                    try:
+                        _grant(inside, connection, name, app_role)
+                    finally:
+                        inside.dispose()
             finally:
                 connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SETUP_LOCK})
     finally:
         server.dispose()
-        inside.dispose()
     return done
 
 
