@@ -448,3 +448,31 @@ def test_a_turn_that_fails_to_store_is_not_left_starting(
     with pytest.raises(NotFound):
         chat.send(uuid.uuid4(), "nowhere")
     assert chat.service.starting == set()
+
+
+def test_the_in_process_bus_sends_the_latest_progress_until_the_text() -> None:
+    """The local model's download, as readers of this process's bus see it: the latest
+    report when they come (also resuming at 0), each new one as it comes, none after text."""
+    bus = LocalBus(0.0, 5.0)
+    answer = bus.open(uuid.uuid4(), "m")
+    for done in (1, 2):
+        answer.set_progress({"phase": "download", "done": done})
+    reader = bus.read(answer.message_id, None)
+    resumed = bus.read(answer.message_id, 0)
+    assert reader is not None
+    assert resumed is not None
+    assert [e["event"] for e in sse.parse(next(reader))] == ["start"]
+    assert sse.parse(next(reader))[0]["data"] == {"phase": "download", "done": 2}
+    assert sse.parse(next(resumed)) == [
+        {"id": "0", "event": "progress", "data": {"phase": "download", "done": 2}}]
+    answer.set_progress({"phase": "load", "done": 2})
+    assert sse.parse(next(reader))[0]["data"]["phase"] == "load"
+    answer.append("Hi")
+    answer.set_progress({"phase": "download", "done": 3})  # after text: dropped
+    answer.finish("complete", None, None)
+    rest = sse.parse("".join(reader))
+    assert [e["event"] for e in rest] == ["message", "end"]
+    assert [e["event"] for e in sse.parse("".join(resumed))] == ["message", "end"]
+    late = bus.read(answer.message_id, None)
+    assert late is not None
+    assert [e["event"] for e in sse.parse("".join(late))] == ["start", "message", "end"]

@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import pytest
 
 from brook.config import MODEL_HELP, ConfigError, Settings, load_settings
 from brook.messages import ChatMessage
-from brook.providers import ProviderError, Usage, build_provider
+from brook.providers import Progress, ProviderError, Usage, build_provider
 
 from .conftest import (
     AppFactory,
@@ -98,7 +98,7 @@ class Hold:
 def test_auto_picks_the_local_model_only_when_nothing_else_is_configured(
         tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings({}, tmp_path).provider == "local"
-    assert load_settings({}, tmp_path).model_name == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert load_settings({}, tmp_path).model_name == "Qwen/Qwen3-0.6B"
     assert load_settings({"OPENAI_API_KEY": "k"}, tmp_path).provider == "openai"
     assert load_settings({"MODEL_PROVIDER": "none"}, tmp_path).provider == "none"
     settings = local_settings(tiny_model)
@@ -193,6 +193,11 @@ def test_streams_deltas_that_add_up_to_the_models_answer(tiny_model: Path) -> No
     assert isinstance(provider, LocalModel)
     assert provider.model == tiny_model.name
     items = list(provider.stream(QUESTION))
+    # The first answer loads the model (a folder: nothing to download), saying so first.
+    progress = [item for item in items[:2] if isinstance(item, Progress)]
+    assert [(p.phase, p.model, p.waiting) for p in progress] == [
+        ("load", tiny_model.name, False), ("ready", tiny_model.name, False)]
+    items = items[2:]
     deltas = [item for item in items if isinstance(item, str)]
     usage = items[-1]
     assert isinstance(usage, Usage)  # reported at the end
@@ -219,7 +224,7 @@ def test_closing_the_stream_cancels_generation(tiny_model: Path) -> None:
     hold = Hold()
     provider = LocalModel(local_settings(tiny_model, LOCAL_MODEL_MAX_TOKENS="3000"), hold)
     stream = provider.stream(QUESTION)
-    assert isinstance(next(stream), str)
+    assert isinstance(next(item for item in stream if not isinstance(item, Progress)), str)
     assert hold.parked.wait(WAIT)  # mid-answer, at token HOLD_AT of 3000
     assert provider.running == 1
     stream.close()  # what the chat service does on Stop: stop reading
@@ -375,8 +380,11 @@ def test_stop_through_the_api_cancels_local_generation(
     with live.client() as client:
         conversation_id = new_conversation(client)
         sent = send(client, conversation_id, "Tell me everything.")
-        first = read_events(client, sent["stream_url"], limit=2)
-        assert first[-1]["event"] == "message"
+        # The model's load and its first text (none is sent after that until `end`).
+        events = iter_events(client, sent["stream_url"])
+        assert next(e for e in events if e["event"] != "progress")["event"] == "start"
+        assert next(e for e in events if e["event"] != "progress")["event"] == "message"
+        events.close()
         assert hold.parked.wait(WAIT)  # the Stop lands mid-answer, at token HOLD_AT of 3000
         message_id = sent["assistant_message"]["id"]
         assert client.post(f"/api/messages/{message_id}/stop", json={}).status_code == 200
@@ -502,7 +510,7 @@ def test_gevent_worker_streams_two_answers_and_stays_responsive(served_model: Se
         "the answers ended before /healthz could answer three times")
 
 
-def iter_events(client: httpx.Client, url: str) -> Iterator[dict[str, Any]]:
+def iter_events(client: httpx.Client, url: str) -> Generator[dict[str, Any], None, None]:
     """SSE events as they arrive, until `end`."""
     from brook import sse
 

@@ -4,6 +4,7 @@ Cluster. One `RedisBus` writes, a second one (standing in for another process) r
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import threading
 import time
@@ -663,3 +664,52 @@ def test_a_clustered_redis_behind_one_endpoint_gets_one_bucket_per_read(
         assert "CROSSSLOT" not in caplog.text
     finally:
         node.stop()
+
+
+def progress(done: int) -> dict[str, Any]:
+    return {"model": "m", "phase": "download", "waiting": False, "done": done, "total": 10,
+            "files": [{"name": "model.safetensors", "done": done, "total": 10}]}
+
+
+def test_progress_reaches_readers_on_another_instance_and_on_resume_until_the_text(
+        target: Target, buses: Callable[..., RedisBus]) -> None:
+    """The local model's download, as readers elsewhere see it: each report as it comes
+    (`0-<n+1>` entries), only the latest to a reader that comes later or resumes at 0, and
+    none once the answer's text has begun."""
+    writer, reader_bus = buses(target.url), buses(target.url)
+    answer = writer.open(uuid.uuid4(), "m")
+    early = Reader(lambda: reader_bus.read(answer.message_id, None))
+    assert early.wait(lambda r: len(r.events) == 1)  # start
+    answer.set_progress(progress(3))
+    assert early.wait(lambda r: len(r.events) == 2)
+    for done in (4, 5, 6):
+        answer.set_progress(progress(done))
+    wait_until(lambda: any("p" in fields and json.loads(fields["p"])["done"] == 6
+                           for _, fields in target.client.xrange(key(answer.message_id))),
+               "the last report in Redis")
+    assert early.wait(lambda r: r.events[-1]["data"].get("done") == 6)
+    late = Reader(lambda: reader_bus.read(answer.message_id, None))
+    resumed = Reader(lambda: reader_bus.read(answer.message_id, 0))
+    assert late.wait(lambda r: len(r.events) >= 2)
+    assert resumed.wait(lambda r: len(r.events) >= 1)
+    assert [(e["event"], e["id"]) for e in late.events] == [("start", "0"), ("progress", "0")]
+    assert late.events[1]["data"] == progress(6)
+    assert [(e["event"], e["data"]) for e in resumed.events] == [("progress", progress(6))]
+    dones = [e["data"]["done"] for e in early.events if e["event"] == "progress"]
+    assert dones == sorted(dones)
+    assert dones[0] == 3
+    assert dones[-1] == 6
+
+    write(answer, target.client, "Hello")
+    answer.set_progress(progress(7))  # after text: dropped
+    answer.finish("complete", None, None)
+    for reader in (early, late, resumed):
+        reader.join()
+        assert reader.text == "Hello"
+        assert reader.events[-1]["event"] == "end"
+        assert all(e["data"]["done"] < 7 for e in reader.events if e["event"] == "progress")
+    # A reader of the finished answer gets no progress: the text has it all.
+    events, _ = drain(reader_bus.read(answer.message_id, 0))
+    assert [e["event"] for e in events] == ["message", "end"]
+    events, _ = drain(reader_bus.read(answer.message_id, None))
+    assert [e["event"] for e in events] == ["start", "message", "end"]

@@ -151,6 +151,25 @@ class TextData(Model):
     text: str = Field(description="The next piece of the answer.")
 
 
+class FileProgress(Model):
+    name: str = Field(description="The file, as the model's repository names it.")
+    done: int = Field(ge=0, description="Bytes of it downloaded.")
+    total: int | None = Field(None, ge=0, description="Its size in bytes, where known.")
+
+
+class ProgressData(Model):
+    model: str | None = Field(description="The model being made ready.")
+    phase: Literal["download", "load", "ready"] = Field(
+        description="`download`: its files come into the cache; `load`: it is loaded into "
+                    "memory (the files are done); `ready`: it is loaded, and the answer "
+                    "begins or waits its turn.")
+    waiting: bool = Field(description="This answer waits for another answer's load of the "
+                                      "model (queued behind it).")
+    done: int = Field(ge=0, description="Bytes downloaded, all files together.")
+    total: int | None = Field(None, ge=0, description="Bytes to download in all, where known.")
+    files: list[FileProgress]
+
+
 class EndData(Model):
     status: Status = Field(description="The answer's final status.")
     usage: Usage | None
@@ -174,6 +193,15 @@ class TextEvent(Model):
     data: str = json_of(TextData)
 
 
+class ProgressEvent(Model):
+    """Before the first text, while the model is made ready (the local model's first
+    download and load): the latest report, again on resume. Its id is 0."""
+
+    event: Literal["progress"]
+    id: str = EVENT_ID
+    data: str = json_of(ProgressData)
+
+
 class ErrorEvent(Model):
     """The answer failed (a user-safe message and a code); always followed by `end`."""
 
@@ -192,8 +220,8 @@ class EndEvent(Model):
     data: str = json_of(EndData)
 
 
-STREAM_EVENTS = (StartEvent, TextEvent, ErrorEvent, EndEvent)
-EVENT_DATA = (StartData, TextData, ErrorDetail, EndData)
+STREAM_EVENTS = (StartEvent, ProgressEvent, TextEvent, ErrorEvent, EndEvent)
+EVENT_DATA = (StartData, ProgressData, TextData, ErrorDetail, EndData)
 
 
 # -- requests -----------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ..config import Settings
 from ..database import autocommit
 from ..messages import ChatMessage
 from ..models import Message, utcnow
-from ..providers import Provider, ProviderError, Usage
+from ..providers import Progress, Provider, ProviderError, Usage
 from .bus import INTERNAL_ERROR, LocalBus
 from .live import LiveAnswer
 
@@ -69,6 +69,9 @@ class Writer:
                     break
                 if isinstance(item, Usage):
                     usage = item
+                    continue
+                if isinstance(item, Progress):
+                    live.set_progress(item.data())
                     continue
                 live.append(item)
                 if live.length - live.flushed >= self.settings.flush_chars:

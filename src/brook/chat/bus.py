@@ -47,6 +47,10 @@ INTERNAL_ERROR = {"code": "internal_error",
                   "message": "Something went wrong while writing this answer."}
 
 
+def progress_event(progress: dict[str, Any], offset: int) -> str:
+    return sse.encode("progress", progress, offset)
+
+
 def final_events(status: str, usage: dict[str, Any] | None, error: dict[str, Any] | None,
                  offset: int) -> str:
     end = sse.encode("end", {"status": status, "usage": usage}, offset)
@@ -89,9 +93,10 @@ class LocalBus:
         if after is None:
             yield start_event(answer.message_id, answer.model)
         sent_at = 0.0
+        progress_seq = 0  # the provider's progress reports seen (before the first text)
         while True:
             hold(sent_at, self.coalesce)
-            text, done = answer.read(offset, self.keepalive)
+            text, done = answer.read(offset, self.keepalive, progress_seq)
             if text:
                 offset += len(text)
                 sent_at = time.monotonic()
@@ -99,6 +104,10 @@ class LocalBus:
             elif done:
                 yield final_events(answer.status, answer.usage, answer.error, offset)
                 return None
+            elif progress_seq != answer.progress_seq:
+                progress_seq = answer.progress_seq
+                if answer.progress is not None and not offset:
+                    yield progress_event(answer.progress, offset)
             else:
                 yield sse.KEEPALIVE
 

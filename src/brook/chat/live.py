@@ -29,6 +29,10 @@ class LiveAnswer:
         self.status = "streaming"
         self.usage: dict[str, Any] | None = None
         self.error: dict[str, str] | None = None
+        # The provider's latest report on getting ready (the local model's download), until
+        # the first text; `progress_seq` counts the reports.
+        self.progress: dict[str, Any] | None = None
+        self.progress_seq = 0
         self._text = ""
         self._tail: list[str] = []
         self._sealed = False
@@ -45,6 +49,15 @@ class LiveAnswer:
                 return
             self._tail.append(text)
             self.length += len(text)
+            self._cond.notify_all()
+
+    def set_progress(self, progress: dict[str, Any]) -> None:
+        """The provider's latest progress; ignored once text has come."""
+        with self._cond:
+            if self.length or self._sealed:
+                return
+            self.progress = progress
+            self.progress_seq += 1
             self._cond.notify_all()
 
     def _joined(self) -> str:
@@ -72,10 +85,11 @@ class LiveAnswer:
             self._done = True
             self._cond.notify_all()
 
-    def read(self, offset: int, timeout: float) -> tuple[str, bool]:
-        """Text after `offset` (waiting up to `timeout` for some), and whether it is all."""
+    def read(self, offset: int, timeout: float, progress_seq: int = 0) -> tuple[str, bool]:
+        """Text after `offset` (waiting up to `timeout` for some, or for progress past
+        `progress_seq`), and whether it is all."""
         with self._cond:
-            if self.length <= offset and not self._done:
+            if self.length <= offset and not self._done and self.progress_seq == progress_seq:
                 self._cond.wait(timeout)
             if self.length <= offset:
                 return "", self._done

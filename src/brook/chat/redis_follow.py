@@ -14,11 +14,13 @@ import logging
 import uuid
 
 from .. import sse
-from .bus import Events, final_events, start_event
+from .bus import Events, final_events, progress_event, start_event
 from .redis_keys import FAILURES, Entry, EntryId, format_id, parse_id
 from .redis_reader import Mailbox, ReadLoop
 
 log = logging.getLogger(__name__)
+
+PROGRESS = "id: 0\nevent: progress\n"
 
 
 class Position:
@@ -53,6 +55,8 @@ class Position:
                     flush()
                     return events, False, True
                 if end > self.offset:
+                    if events and events[-1].startswith(PROGRESS):
+                        events.pop()  # the text supersedes it
                     pieces.append(text[self.offset - start:])
                     self.offset = end
             elif "e" in fields:
@@ -67,6 +71,13 @@ class Position:
                 return events, True, False
             elif "m" in fields:
                 events.append(start_event(self.message_id, fields["m"] or None))
+            elif "p" in fields and not self.offset:
+                # Only the latest report of a run of them is worth sending.
+                event = progress_event(json.loads(fields["p"]), 0)
+                if events and events[-1].startswith(PROGRESS):
+                    events[-1] = event
+                else:
+                    events.append(event)
         flush()
         return events, False, False
 

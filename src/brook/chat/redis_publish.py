@@ -1,7 +1,8 @@
 """Publishing answers to their Redis streams: one flusher thread per process.
 
-An answer's stream holds `0-1` (its start, with the model), `<end>-1` entries (the text that
-ends at character <end>) and `<end>-2` (its end). The flusher sends every answer that has
+An answer's stream holds `0-1` (its start, with the model), `0-<n+1>` (the provider's n-th
+progress report before any text: the local model's download), `<end>-1` entries (the text
+that ends at character <end>) and `<end>-2` (its end). The flusher sends every answer that has
 something new in one pipeline: the first piece of text at once (it is woken), later ones
 with the next round, once per coalescing window, and the end at once, after the last text.
 Waking it for later text too (for a token a window after the answer's last publish) woke it
@@ -47,12 +48,18 @@ class PublishedAnswer(LiveAnswer):
         self.key = key(message_id)
         self.published = 0  # characters published so far
         self._ending: str | None = None  # the end entry's data, once finished
+        self._progress_published = 0  # the last progress report published
+        self._progress_queued = 0  # … and the last one queued in a pipeline
         self._started = False
         self._publish_lock = threading.Lock()
 
     def append(self, text: str) -> None:
         super().append(text)
         self.publisher.mark_dirty(self, urgent=not self.published or not self.publisher.coalesce)
+
+    def set_progress(self, progress: dict[str, Any]) -> None:
+        super().set_progress(progress)
+        self.publisher.mark_dirty(self, urgent=True)
 
     def finish(self, status: str, usage: dict[str, Any] | None,
                error: dict[str, str] | None) -> None:
@@ -82,6 +89,12 @@ class PublishedAnswer(LiveAnswer):
             if not self._started:
                 pipe.xadd(self.key, {"m": self.model or ""}, id="0-1")
                 commands += 1
+            seq, progress = self.progress_seq, self.progress
+            if (seq > self._progress_published and progress is not None and not length
+                    and not self.published):
+                pipe.xadd(self.key, {"p": json.dumps(progress)}, id=f"0-{seq + 1}")
+                self._progress_queued = seq
+                commands += 1
             if length > self.published:
                 pipe.xadd(self.key, {"t": self.text()[self.published:length]},
                           id=f"{length}-1")
@@ -97,6 +110,7 @@ class PublishedAnswer(LiveAnswer):
         with self._publish_lock:
             self._started = True
             self.published = max(self.published, length)
+            self._progress_published = self._progress_queued
             if ended:
                 self._ending = None
 

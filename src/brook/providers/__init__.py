@@ -5,9 +5,10 @@ from __future__ import annotations
 from azure.core.credentials import TokenCredential
 
 from ..config import MODEL_HELP, Settings
-from .base import Provider, ProviderError, Unconfigured, Usage
+from .base import Progress, Provider, ProviderError, Unconfigured, Usage
 
-__all__ = ["Provider", "ProviderError", "Unconfigured", "Usage", "build_provider"]
+__all__ = ["Progress", "Provider", "ProviderError", "Unconfigured", "Usage",
+           "build_provider"]
 
 
 def build_provider(settings: Settings, credential: TokenCredential | None = None) -> Provider:

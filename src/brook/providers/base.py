@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..messages import ChatMessage
 
@@ -13,6 +13,30 @@ from ..messages import ChatMessage
 class Usage:
     prompt_tokens: int | None
     completion_tokens: int | None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a provider is in getting ready, before its first text: the local model's
+    download (`phase` "download": bytes done and total per file), its load into memory
+    ("load"), and "ready" once it is loaded. `waiting`: this answer waits for another
+    answer's load."""
+
+    model: str | None
+    phase: str
+    files: tuple[tuple[str, int, int | None], ...] = ()  # (name, bytes done, total)
+    waiting: bool = False
+
+    def data(self) -> dict[str, Any]:
+        """The `progress` event's data."""
+        totals = [total for _, _, total in self.files]
+        return {
+            "model": self.model, "phase": self.phase, "waiting": self.waiting,
+            "done": sum(done for _, done, _ in self.files),
+            "total": None if None in totals else sum(t for t in totals if t is not None),
+            "files": [{"name": name, "done": done, "total": total}
+                      for name, done, total in self.files],
+        }
 
 
 class ProviderError(Exception):
@@ -31,8 +55,9 @@ class ProviderError(Exception):
 class Provider(Protocol):
     model: str | None
 
-    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str | Usage]:
-        """Yield the answer as text deltas, then (when the service reports it) one `Usage`.
+    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str | Usage | Progress]:
+        """Yield the answer as text deltas, then (when the service reports it) one `Usage`;
+        before the first delta, any number of `Progress` reports (the local model's load).
 
         Raises `ProviderError` on any failure, possibly after some deltas.
         """
@@ -48,7 +73,7 @@ class Unconfigured:
         self.model: str | None = None
         self.help_text = help_text
 
-    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str | Usage]:
+    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str | Usage | Progress]:
         raise ProviderError("model_not_configured", self.help_text)
 
     def close(self) -> None:

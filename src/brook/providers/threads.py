@@ -194,14 +194,19 @@ class Gate:
                 self._idle.append(worker)
 
     def abandon(self, turn: Channel) -> None:
-        """A waiter gave up: leave the queue, or pass on the worker it was just handed."""
+        """A waiter gave up: leave the queue, or pass on the worker it was just handed (its
+        channel may carry other items before it: the local model's progress)."""
         with self._lock:
             if turn in self._waiting:
                 self._waiting.remove(turn)
                 return
-        worker = turn.get()
-        if isinstance(worker, Worker):
-            self.leave(worker)
+        while True:  # the worker, or the error that the gate closed (past any other item)
+            item = turn.get()
+            if isinstance(item, Worker):
+                self.leave(item)
+                return
+            if isinstance(item, ProviderError):
+                return
 
     def close(self, timeout: float) -> None:
         """Stop the workers and wait for them: a thread still freeing tensors while Python

@@ -2,7 +2,7 @@
 // when a conversation is shown with an answer still streaming (conversations.js). It has a
 // module of its own so that neither of those two needs to import the other.
 import { api, urls } from "./api.js";
-import { setConnection, setStatus } from "./messages.js";
+import { setConnection, setProgress, setStatus } from "./messages.js";
 import { refreshList, refreshUi } from "./refresh.js";
 import { state, ui } from "./state.js";
 import { AnswerStream } from "./stream.js";
@@ -13,6 +13,10 @@ export function attach(record, url) {
   setStatus(record, "streaming", null);
   const stream = new AnswerStream(url, record.view, {
     render: () => ui.follower.changed(),
+    progress: (data) => {
+      setProgress(record, data);
+      ui.follower.changed();
+    },
     error: (error) => {
       setStatus(record, "streaming", error);
       ui.follower.changed();

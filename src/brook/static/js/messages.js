@@ -94,6 +94,7 @@ export function setStatus(record, status, error) {
   else el.removeAttribute("aria-busy");
   const line = el.querySelector(":scope > .status-line");
   if (!line) return;
+  el.classList.remove("preparing");
   line.replaceChildren();
   if (error || status === "error") {
     const p = document.createElement("p");
@@ -107,6 +108,67 @@ export function setStatus(record, status, error) {
     line.append(p);
   }
   if (RETRYABLE.has(status)) line.append(actionButton("refresh", "Retry", "retry"));
+}
+
+function formatBytes(bytes) {
+  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(2)} GB`;
+  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
+  if (bytes >= 1e3) return `${Math.round(bytes / 1e3)} kB`;
+  return `${bytes} B`;
+}
+
+function progressText(data) {
+  const model = data.model || "the model";
+  if (data.phase === "load") {
+    return data.waiting ? `Waiting for ${model} to load into memory…`
+      : `Loading ${model} into memory…`;
+  }
+  const start = data.waiting ? `Waiting for ${model} to download` : `Downloading ${model}`;
+  if (!data.total) return `${start}…`;
+  const percent = Math.floor((100 * data.done) / data.total);
+  return `${start}: ${formatBytes(data.done)} of ${formatBytes(data.total)} (${percent} %)`;
+}
+
+/** Shows the model being made ready (a `progress` event's data: its download, then its
+ * load into memory) in place of the answer's pulsing dot; null, or the phase `ready`, takes
+ * it away. */
+export function setProgress(record, progress) {
+  const line = record.el.querySelector(":scope > .status-line");
+  if (!line) return;
+  const data = progress && progress.phase !== "ready" ? progress : null;
+  let box = line.querySelector(":scope > .model-progress");
+  record.el.classList.toggle("preparing", Boolean(data));
+  if (!data) {
+    box?.remove();
+    return;
+  }
+  if (!box) {
+    box = document.createElement("div");
+    box.className = "model-progress";
+    const label = document.createElement("p");
+    label.className = "note";
+    label.id = `progress-${record.id}`;
+    const bar = document.createElement("progress");
+    bar.setAttribute("aria-labelledby", label.id);
+    const file = document.createElement("p");
+    file.className = "note file";
+    box.append(label, bar, file);
+    line.prepend(box);
+  }
+  const [label, bar, file] = box.children;
+  label.textContent = progressText(data);
+  if (data.phase === "download" && data.total) {
+    bar.max = data.total;
+    bar.value = data.done;
+  } else {
+    bar.removeAttribute("value"); // indeterminate
+  }
+  const current = data.phase === "download"
+    && (data.files || []).find((f) => f.total === null || f.done < f.total);
+  file.textContent = current
+    ? `${current.name}: ${formatBytes(current.done)}${current.total ? ` of ${formatBytes(current.total)}` : ""}`
+    : "";
+  file.hidden = !current;
 }
 
 /** Shows a streaming answer's connection state ("live" clears it). */

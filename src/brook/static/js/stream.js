@@ -25,7 +25,9 @@ function withAfter(url, after) {
 
 /** Streams an answer into `view` (a MarkdownView).
  *
- * hooks: render() after each batched update, error(error) on a server `error` event,
+ * hooks: render() after each batched update, progress(data) on a `progress` event (the
+ * model's download and load before the first text; null once text comes or the answer
+ * ends), error(error) on a server `error` event,
  * connection(state) with "live" or "reconnecting", end(status, error) when it is over,
  * recover() -> Promise<message|null> to ask where the answer stands after the browser
  * gave up (null: give up too). */
@@ -53,10 +55,19 @@ export class AnswerStream {
     source.addEventListener("open", () => {
       if (source === this.source) this.hooks.connection("live");
     });
+    source.addEventListener("progress", (event) => {
+      if (source !== this.source || this.view.text) return;
+      const data = parseData(event);
+      if (!data) return;
+      this.lastId = event.lastEventId || this.lastId;
+      this.attempts = 0;
+      this.hooks.progress(data);
+    });
     source.addEventListener("message", (event) => {
       if (source !== this.source) return;
       const data = parseData(event);
       if (!data || typeof data.text !== "string") return;
+      if (!this.view.text) this.hooks.progress(null);
       this.lastId = event.lastEventId || this.lastId;
       this.attempts = 0;
       this.view.append(data.text);
