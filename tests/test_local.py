@@ -401,13 +401,7 @@ def test_stop_through_the_api_cancels_local_generation(
 
 DOWNLOAD_SCRIPT = """
 import json
-import types
 from pathlib import Path
-
-import huggingface_hub.utils._http as hf_http
-# huggingface_hub retries a refused connection 5 times, 1 to 8 s apart, for each file it
-# tries (about 50 s in all, logged on the console): skip the waits, keep every attempt.
-hf_http.time = types.SimpleNamespace(sleep=lambda seconds: None)
 
 from brook.config import load_settings
 from brook.providers import ProviderError, build_provider
@@ -432,7 +426,8 @@ def test_an_unreachable_hub_is_a_clear_error(tmp_path: Path) -> None:
     error = json.loads(result.stdout.strip().splitlines()[-1])
     assert error["code"] == "local_model_unavailable"
     assert error["message"].startswith(
-        "Could not download the model brook-tests/no-such-model:")
+        "Could not download the model brook-tests/no-such-model: this server cannot reach "
+        "the Hugging Face hub")
     assert "BROOK_LOCAL_MODEL" in error["message"]
     assert "Traceback" not in error["message"]
     assert "127.0.0.1" not in error["message"]
