@@ -34,6 +34,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.max_message_chars == 32_000
     assert settings.flush_interval == 0.25
     assert settings.auth_appservice is False
+    assert settings.local_model_thinking is False  # until the page shows reasoning (issue 16)
 
 
 def test_every_variable(tmp_path: Path) -> None:
@@ -43,7 +44,7 @@ def test_every_variable(tmp_path: Path) -> None:
         "MODEL_TIMEOUT": "12.5", "MODEL_CONNECT_TIMEOUT": "3", "MODEL_MAX_RETRIES": "0",
         "SYSTEM_PROMPT": "Be brief.", "PROMPT_TOKEN_BUDGET": "900", "MAX_MESSAGE_CHARS": "10",
         "FLUSH_INTERVAL_MS": "100", "FLUSH_CHARS": "50", "WEBSITE_AUTH_ENABLED": "True",
-        "TRUSTED_PROXIES": "1", "LOG_LEVEL": "debug",
+        "TRUSTED_PROXIES": "1", "LOG_LEVEL": "debug", "LOCAL_MODEL_THINKING": "true",
     }, tmp_path)
     assert settings.database_url == "postgresql+psycopg://brook@db.example:5432/brook"
     assert settings.provider == "openai"
@@ -56,6 +57,7 @@ def test_every_variable(tmp_path: Path) -> None:
     assert settings.auth_appservice is True
     assert settings.trusted_proxies == 1
     assert settings.log_level == "DEBUG"
+    assert settings.local_model_thinking is True
     assert "sk-1" not in repr(settings)
 
 
@@ -90,6 +92,7 @@ def test_providers_chosen_from_variables(tmp_path: Path) -> None:
         ({"WEBSITE_AUTH_ENABLED": "maybe"}, ["WEBSITE_AUTH_ENABLED"]),
         ({"TRUSTED_PROXIES": "x"}, ["TRUSTED_PROXIES"]),
         ({"LOG_LEVEL": "LOUD"}, ["LOG_LEVEL"]),
+        ({"LOCAL_MODEL_THINKING": "sometimes"}, ["LOCAL_MODEL_THINKING"]),
         ({"DATABASE_URL": "mysql://root@localhost/brook"}, ["DATABASE_URL"]),
         ({"DATABASE_ENTRA_AUTH": "true"}, ["DATABASE_ENTRA_AUTH", "DATABASE_URL"]),
         ({"REDIS_URL": "http://cache:6379"}, ["REDIS_URL"]),
