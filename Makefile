@@ -52,7 +52,7 @@ lint: $(VENV)/.installed-dev  ## ruff, mypy, and the import layers (lint-imports
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
 
-test: lint infra-tools  ## ruff, mypy, lint-imports, then every test (PostgreSQL on 127.0.0.1:5432, /usr/bin/chromium)
+test: lint infra-tools  ## ruff, mypy, lint-imports, then every test (README, Testing: what they find or start)
 	$(BIN)/pytest
 
 test-unit: $(VENV)/.installed-dev  ## the tests that need no services, server processes or browser (seconds)

@@ -19,24 +19,23 @@ import httpx
 import pytest
 from flask import Flask
 from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 from sqlalchemy import create_engine, text
 from werkzeug.serving import make_server
 
 from brook import create_app, database, sse
 
+from . import services
 from .fakemodel import FakeModelServer
 from .redis_servers import RedisServer
 from .redis_servers import redis_cluster as redis_cluster
 from .redis_servers import redis_server as redis_server
 
-POSTGRES_URL = os.environ.get("BROOK_TEST_POSTGRES_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
 # -- markers: what a test needs beyond this process (README, Testing) --------------------------
 
 # A test that uses one of these fixtures, itself or through another fixture, gets its markers.
 NEEDS = {
+    "postgres_url": ("postgres",),
     "postgres_schema": ("postgres",),
     "pg_url": ("postgres",),
     "redis_server": ("redis",),
@@ -60,6 +59,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             needs.add("postgres")
         for mark in sorted(needs):
             item.add_marker(mark)
+
+
+def pytest_sessionfinish() -> None:
+    services.stop()  # the private PostgreSQL server, if the session started one
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """What the session used: which PostgreSQL (found or started), which browser."""
+    if services.NOTES:
+        terminalreporter.section("services")
+        for note in services.NOTES:
+            terminalreporter.write_line(note)
 
 
 RUNNING: list[pytest.Item] = []  # the test running now
@@ -88,15 +99,22 @@ def fake(fake_server: FakeModelServer) -> FakeModelServer:
 
 
 @pytest.fixture(scope="session")
-def postgres_schema() -> str:
-    """A freshly migrated PostgreSQL database (the real server on 127.0.0.1:5432)."""
-    engine = create_engine(POSTGRES_URL)
+def postgres_url() -> str:
+    """The session's PostgreSQL (tests/services.py): the server at BROOK_TEST_POSTGRES_URL, or
+    a private one the suite starts when nothing answers there. Its user is a superuser."""
+    return services.postgres_url()
+
+
+@pytest.fixture(scope="session")
+def postgres_schema(postgres_url: str) -> str:
+    """A freshly migrated PostgreSQL database (the session's server)."""
+    engine = create_engine(postgres_url)
     with engine.begin() as connection:
         connection.execute(text(
             "DROP TABLE IF EXISTS messages, conversations, workers, alembic_version"))
     engine.dispose()
-    database.upgrade(POSTGRES_URL)
-    return POSTGRES_URL
+    database.upgrade(postgres_url)
+    return postgres_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -304,11 +322,20 @@ def clients(a: Server, b: Server) -> Iterator[tuple[httpx.Client, httpx.Client]]
 def browser() -> Iterator[Browser]:
     # Module scope: Playwright's sync API keeps an event loop running in this thread, which
     # must be gone before other modules' tests call asyncio.run().
-    assert Path("/usr/bin/chromium").exists(), (
-        "The browser tests drive Debian's chromium: apt-get install chromium")
+    # Debian's chromium (or one on PATH), else Playwright's own download (tests/services.py).
+    executable = services.chromium()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                             args=CHROMIUM_ARGS)
+        try:
+            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        except PlaywrightError as error:
+            if executable is not None or "Executable doesn't exist" not in str(error):
+                raise
+            missing = True
+        else:
+            missing = False
+        if missing:
+            pytest.fail(services.BROWSER_MISSING, pytrace=False)
+        services.note_browser(executable, browser.version)
         yield browser
         browser.close()
 

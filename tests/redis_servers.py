@@ -1,12 +1,12 @@
 """Real Redis servers for tests: one `redis-server` (which a test may kill and restart), or a
 local Redis Cluster of real `redis-server` processes.
 
-A missing `redis-server` is a failure, never a skip: the tests that need it must run.
+A missing `redis-server` is a failure, never a skip: the tests that need it must run. Both come
+from PATH (tests/services.py).
 """
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -20,8 +20,7 @@ from redis.cluster import RedisCluster as ClusterClient
 
 from brook.chat.redis_keys import disconnect
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+from .services import redis_tool
 
 
 def free_port() -> int:
@@ -76,8 +75,8 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir), *self.extra],
+            [redis_tool("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.workdir), *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_ping(self.port)
 
@@ -128,22 +127,24 @@ class RedisCluster:
             folder = self.workdir / f"node-{port}"
             folder.mkdir(parents=True, exist_ok=True)
             self.processes.append(subprocess.Popen(
-                [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", str(folder), "--cluster-enabled", "yes",
+                [redis_tool("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+                 "--save", "", "--appendonly", "no", "--dir", str(folder),
+                 "--cluster-enabled", "yes",
                  "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for port in self.ports:
             wait_for_ping(port)
         if len(self.ports) >= 3:
             subprocess.run(
-                [REDIS_CLI, "--cluster", "create",
+                [redis_tool("redis-cli"), "--cluster", "create",
                  *(f"127.0.0.1:{port}" for port in self.ports),
                  "--cluster-replicas", "0", "--cluster-yes"],
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
         else:
             for port in self.ports:
-                subprocess.run([REDIS_CLI, "-p", str(port), "cluster", "addslotsrange", "0",
-                                "16383"], check=True, stdout=subprocess.DEVNULL, timeout=10)
+                subprocess.run([redis_tool("redis-cli"), "-p", str(port), "cluster",
+                                "addslotsrange", "0", "16383"],
+                               check=True, stdout=subprocess.DEVNULL, timeout=10)
         self._wait_ok()
 
     def _wait_ok(self, timeout: float = 30) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Iterator
 from types import TracebackType
+
+from sqlalchemy.engine import make_url
 
 
 class Relay:
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self.target_host, self.target_port = target_host, target_port
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.listener.getsockname()[1]
         self._cut = threading.Event()
@@ -53,7 +56,7 @@ class Relay:
                 client.close()
                 continue
             try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+                upstream = socket.create_connection((self.target_host, self.target_port))
             except OSError:
                 client.close()
                 continue
@@ -68,3 +71,12 @@ class Relay:
                 sink.sendall(data)
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
+
+
+@contextlib.contextmanager
+def relay_to(database_url: str) -> Iterator[tuple[Relay, str]]:
+    """A relay to the database server of `database_url`, and the same URL through the relay."""
+    url = make_url(database_url)
+    with Relay(url.port or 5432, url.host or "127.0.0.1") as relay:
+        yield relay, url.set(host="127.0.0.1", port=relay.port).render_as_string(
+            hide_password=False)

@@ -187,10 +187,9 @@ def test_sigterm_drains_then_interrupts(tmp_path: Path, fake: FakeModelServer, p
 def test_database_down_when_posting_is_503_then_recovers(
         tmp_path: Path, fake: FakeModelServer, pg_url: str, make_app: Any, serve: Any) -> None:
     """PostgreSQL behind a TCP relay the test can cut: a 503, nothing half-stored, recovery."""
-    from .relay import Relay
+    from .relay import relay_to
 
-    with Relay(5432) as relay:
-        url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{relay.port}")
+    with relay_to(pg_url) as (relay, url):
         live = serve(make_app(url))
         with live.client() as client:
             conversation_id = new_conversation(client)
@@ -213,10 +212,9 @@ def test_connections_broken_while_idle_are_replaced(
         fake: FakeModelServer, pg_url: str, make_app: Any, serve: Any) -> None:
     """PostgreSQL restarting while Brook is idle breaks its pooled connections; the next
     request after a pause still succeeds (an idle connection is checked before use)."""
-    from .relay import Relay
+    from .relay import relay_to
 
-    with Relay(5432) as relay:
-        url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{relay.port}")
+    with relay_to(pg_url) as (relay, url):
         live = serve(make_app(url))
         with live.client() as client:
             conversation_id = new_conversation(client)

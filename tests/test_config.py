@@ -142,17 +142,18 @@ def test_dotenv_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv("DATABASE_URL", raising=False)  # load_dotenv set it in os.environ
 
 
-@pytest.mark.postgres  # the server on 127.0.0.1:5432, without a fixture
-def test_postgres_not_migrated_stops_start_up(tmp_path: Path) -> None:
+def test_postgres_not_migrated_stops_start_up(tmp_path: Path, postgres_url: str) -> None:
     from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
 
-    engine = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-                           isolation_level="AUTOCOMMIT")
+    server = make_url(postgres_url)
+    engine = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.execute(text("DROP DATABASE IF EXISTS brook_unmigrated"))
         connection.execute(text("CREATE DATABASE brook_unmigrated"))
     engine.dispose()
-    url = "postgresql://postgres@127.0.0.1:5432/brook_unmigrated"
+    url = server.set(drivername="postgresql", database="brook_unmigrated").render_as_string(
+        hide_password=False)
     with pytest.raises(ConfigError, match="brook db upgrade"):
         create_app({"DATABASE_URL": url, "BROOK_INSTANCE_PATH": str(tmp_path)})
     result = CliRunner().invoke(main, ["db", "upgrade"], env={"DATABASE_URL": url})

@@ -26,8 +26,6 @@ from sqlalchemy.exc import ProgrammingError
 from brook import database
 from brook.cli import main
 
-from .conftest import POSTGRES_URL
-
 STAND_IN = """
 CREATE OR REPLACE FUNCTION public.pgaadauth_create_principal_with_oid(
     role_name text, object_id text, object_type text, is_admin boolean, is_mfa boolean)
@@ -49,14 +47,15 @@ class Server:
     app: str  # the app's role, named like a managed identity
     database: str
     object_id: str
+    base: str  # the session's PostgreSQL URL: its server, as a superuser
     superuser: Engine
 
     def url(self, user: str) -> str:
-        return make_url(POSTGRES_URL).set(username=user, database=self.database) \
+        return make_url(self.base).set(username=user, database=self.database) \
             .render_as_string(hide_password=False)
 
     def scalar(self, sql: str, database: str = "postgres", **params: object) -> object:
-        engine = create_engine(make_url(POSTGRES_URL).set(database=database))
+        engine = create_engine(make_url(self.base).set(database=database))
         try:
             with engine.connect() as connection:
                 return connection.scalar(text(sql), params)
@@ -65,12 +64,12 @@ class Server:
 
 
 @pytest.fixture
-def server() -> Iterator[Server]:
+def server(postgres_url: str) -> Iterator[Server]:
     suffix = uuid.uuid4().hex[:8]
     names = Server(admin=f"t_admin_{suffix}", pg_admin=f"t_pg_admin_{suffix}",
                    app=f"id-web-{suffix}", database=f"t_brook_{suffix}",
-                   object_id=str(uuid.uuid4()),
-                   superuser=create_engine(make_url(POSTGRES_URL).set(database="postgres"),
+                   object_id=str(uuid.uuid4()), base=postgres_url,
+                   superuser=create_engine(make_url(postgres_url).set(database="postgres"),
                                            isolation_level="AUTOCOMMIT"))
     with names.superuser.connect() as connection:
         connection.execute(text(f'CREATE ROLE "{names.pg_admin}" NOLOGIN'))
@@ -176,7 +175,7 @@ def test_setup_in_a_database_it_cannot_grant_in_says_whose_it_is_and_what_to_do(
     with pytest.raises(database.SetupError) as caught:
         database.setup(server.url(server.app), server.admin, None, server.object_id)
     message = str(caught.value)
-    assert f"belongs to {make_url(POSTGRES_URL).username}" in message
+    assert f"belongs to {make_url(server.base).username}" in message
     assert "delete it" in message
 
 

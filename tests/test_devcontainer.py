@@ -86,6 +86,20 @@ def test_both_configurations_have_the_tools(path: str) -> None:
 
 
 @pytest.mark.parametrize("path", ["devcontainer.json", "postgres/devcontainer.json"])
+def test_both_configurations_have_what_the_tests_need(path: str) -> None:
+    """`make test` in the container: redis-server (the Redis tests start their own) and
+    Debian's chromium (the browser tests), as CI installs them (.ci/run); PostgreSQL is the
+    compose service's or a private server the suite starts (tests/services.py)."""
+    features = config(path)["features"]
+    (apt,) = [options for feature, options in features.items()
+              if feature.startswith("ghcr.io/rocker-org/devcontainer-features/apt-packages:")]
+    packages = {name.strip() for name in apt["packages"].split(",")}
+    assert {"redis-server", "chromium"} <= packages
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert all(name in ci for name in ("redis-server", "chromium"))
+
+
+@pytest.mark.parametrize("path", ["devcontainer.json", "postgres/devcontainer.json"])
 def test_sqltools_opens_the_sqlite_file_the_app_uses(path: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     # What Brook uses with no DATABASE_URL, started from the workspace (the repository):
@@ -125,6 +139,14 @@ def test_the_postgres_configuration_agrees_with_itself() -> None:
     assert load_settings({"DATABASE_URL": url.geturl()}, ROOT / "instance").database_url == (
         "postgresql+psycopg://brook:brook@localhost:5432/brook")
     assert 5432 in cfg["forwardPorts"]
+
+    # The tests' PostgreSQL: the same server and user, a database of their own (the suite
+    # creates it), so that they never drop the app's tables.
+    tests = urlsplit(app["environment"]["BROOK_TEST_POSTGRES_URL"])
+    assert tests.scheme == "postgresql+psycopg"
+    assert (tests.hostname, tests.port, tests.username, tests.password) == (
+        url.hostname, url.port, url.username, url.password)
+    assert tests.path.lstrip("/") not in ("", env["POSTGRES_DB"], "postgres")
 
 
 @pytest.mark.slow  # a new virtual environment, pip

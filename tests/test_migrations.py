@@ -13,20 +13,18 @@ from sqlalchemy.engine import make_url
 
 from brook import database
 
-from .conftest import POSTGRES_URL
-
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def empty_database() -> Iterator[str]:
+def empty_database(postgres_url: str) -> Iterator[str]:
     """A new, empty PostgreSQL database of its own (dropped afterwards)."""
     name = f"brook_migrate_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(make_url(POSTGRES_URL).set(database="postgres"),
+    admin = create_engine(make_url(postgres_url).set(database="postgres"),
                           isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
