@@ -23,7 +23,7 @@ from .models import Conversation, Message, default_title, utcnow
 
 DEMO_OWNER = "demo:brook-seed"
 SEED_MARK = "brook-seed"  # in messages.worker: made by the seed, not by a model
-MODELS = ("gpt-4o-mini", "Qwen/Qwen2.5-0.5B-Instruct", "llama3.2")
+MODELS = ("gpt-4o-mini", "Qwen/Qwen3-0.6B", "llama3.2")
 ERRORS = (
     {"code": "upstream_timeout",
      "message": "The model service took too long to answer. Please try again."},
