@@ -210,7 +210,8 @@ def test_streams_deltas_that_add_up_to_the_models_answer(tiny_model: Path) -> No
     tokenizer: Any = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     encoded = tokenizer.apply_chat_template(QUESTION, add_generation_prompt=True,
-                                            return_dict=True, return_tensors="pt")
+                                            return_dict=True, return_tensors="pt",
+                                            enable_thinking=False)  # LOCAL_MODEL_THINKING
     prompt_tokens = encoded["input_ids"].shape[1]
     assert usage.prompt_tokens == prompt_tokens
     output = model.generate(**encoded, max_new_tokens=40)
@@ -218,6 +219,32 @@ def test_streams_deltas_that_add_up_to_the_models_answer(tiny_model: Path) -> No
     assert "".join(deltas) == expected
     # The generating thread let go of its slot.
     wait_until(lambda: provider.running == 0, timeout=WAIT)
+
+
+def test_thinking_is_off_unless_local_model_thinking_turns_it_on(tiny_model: Path) -> None:
+    """The chat template gets `enable_thinking` (LOCAL_MODEL_THINKING, default false): with
+    thinking off, a Qwen3-style template adds an empty think block to the prompt."""
+    from transformers import AutoTokenizer
+
+    tokenizer: Any = AutoTokenizer.from_pretrained(tiny_model)
+
+    def prompt_tokens(**template: bool) -> int:
+        encoded = tokenizer.apply_chat_template(QUESTION, add_generation_prompt=True,
+                                                return_dict=True, **template)
+        return len(encoded["input_ids"])
+
+    used = {}
+    for thinking in ("", "true"):
+        env = {"LOCAL_MODEL_THINKING": thinking} if thinking else {}
+        provider = LocalModel(local_settings(tiny_model, LOCAL_MODEL_MAX_TOKENS="2", **env))
+        try:
+            usage = [item for item in provider.stream(QUESTION) if isinstance(item, Usage)]
+        finally:
+            provider.close()
+        used[thinking] = usage[0].prompt_tokens
+    assert prompt_tokens(enable_thinking=False) > prompt_tokens(enable_thinking=True)
+    assert used == {"": prompt_tokens(enable_thinking=False),
+                    "true": prompt_tokens(enable_thinking=True)}
 
 
 def test_closing_the_stream_cancels_generation(tiny_model: Path) -> None:

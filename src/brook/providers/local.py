@@ -27,7 +27,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..config import Settings, library_environment, local_model_name
+from ..config import DEFAULT_LOCAL_MODEL, Settings, library_environment, local_model_name
 from ..messages import ChatMessage
 from .base import Progress, ProviderError, Usage
 from .threads import Channel, Gate, Job, Worker, real
@@ -104,6 +104,7 @@ class LocalModel:
         self.source = settings.local_model
         self.device_choice = settings.local_model_device
         self.max_tokens = settings.local_model_max_tokens
+        self.thinking = settings.local_model_thinking  # the chat template's enable_thinking
         self.gate = Gate(settings.local_model_concurrency, settings.local_model_queue,
                           self._generate)
         self.on_token = on_token  # called in the generating thread per token (tests pace it)
@@ -256,7 +257,7 @@ class LocalModel:
             raise ProviderError(
                 "local_model_unsuitable",
                 f"The model {self.model} has no chat template: set BROOK_LOCAL_MODEL to an "
-                "instruct (chat) model such as Qwen/Qwen2.5-0.5B-Instruct.",
+                f"instruct (chat) model such as {DEFAULT_LOCAL_MODEL}.",
             )
         model.eval()
         log.info("local model %s ready on %s (%s) in %.1f s", self.model, model.device,
@@ -355,7 +356,8 @@ class LocalModel:
         room = min(self.max_tokens, max(limit // 4, 1))
         while True:
             encoded = tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, return_dict=True, return_tensors="pt")
+                messages, add_generation_prompt=True, return_dict=True, return_tensors="pt",
+                enable_thinking=self.thinking)  # templates without thinking ignore it
             prompt_tokens = int(encoded["input_ids"].shape[1])
             first = 1 if messages and messages[0]["role"] == "system" else 0
             if prompt_tokens + room <= limit or len(messages) - first <= 1:
