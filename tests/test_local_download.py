@@ -165,6 +165,9 @@ def test_the_page_shows_the_download_with_its_numbers(
     expect(label).to_contain_text(" of ")
     expect(answer.locator(".model-progress .file")).to_contain_text(f"{WEIGHTS}: 0 B of ")
     expect(bar).to_have_accessible_name(label.inner_text())
+    dot = "getComputedStyle(document.querySelector('.message[data-role=assistant] .content'), " \
+          "'::after').display"
+    assert page.evaluate(dot) == "none"  # the bar in place of the pulsing dot
     assert AXE.exists()
     assert axe_violations(page, server) == []  # type: ignore[arg-type]
 
