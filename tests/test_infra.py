@@ -125,6 +125,8 @@ NOT_SET = {
     "LOCAL_MODEL_CONCURRENCY": "local model only",
     "LOCAL_MODEL_QUEUE": "local model only",
     "LOCAL_MODEL_MAX_TOKENS": "local model only",
+    "LOCAL_MODEL_THINKING": "local model only",
+    "LOCAL_MODEL_RETRY_SECONDS": "local model only",
     "OMP_NUM_THREADS": "local model only (read by torch; unset, Brook leaves one core free)",
 }
 
