@@ -91,6 +91,14 @@ def test_providers_chosen_from_variables(tmp_path: Path) -> None:
         ({"FLUSH_INTERVAL_MS": "0.5"}, ["FLUSH_INTERVAL_MS"]),
         ({"WEBSITE_AUTH_ENABLED": "maybe"}, ["WEBSITE_AUTH_ENABLED"]),
         ({"TRUSTED_PROXIES": "x"}, ["TRUSTED_PROXIES"]),
+        ({"AUTH_MODE": "sso"}, ["AUTH_MODE"]),
+        ({"AUTH_MODE": "appservice"}, ["AUTH_MODE", "WEBSITE_AUTH_ENABLED"]),
+        ({"AUTH_MODE": "oidc"}, ["OIDC_ISSUER"]),
+        ({"AUTH_MODE": "oidc", "OIDC_ISSUER": "https://id.example"}, ["OIDC_CLIENT_ID"]),
+        ({"AUTH_MODE": "oidc", "OIDC_ISSUER": "http://id.example", "OIDC_CLIENT_ID": "c"},
+         ["OIDC_ISSUER"]),
+        ({"AUTH_MODE": "oidc", "OIDC_ISSUER": "https://id.example", "OIDC_CLIENT_ID": "c",
+          "OIDC_SCOPES": "email"}, ["OIDC_SCOPES"]),
         ({"LOG_LEVEL": "LOUD"}, ["LOG_LEVEL"]),
         ({"LOCAL_MODEL_THINKING": "sometimes"}, ["LOCAL_MODEL_THINKING"]),
         ({"DATABASE_URL": "mysql://root@localhost/brook"}, ["DATABASE_URL"]),
@@ -323,3 +331,25 @@ def test_dev_server_starts(tmp_path: Path) -> None:
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=10)
+
+
+def test_auth_settings(tmp_path: Path) -> None:
+    assert load_settings({}, tmp_path).auth_mode == "anonymous"
+    appservice = load_settings({"WEBSITE_AUTH_ENABLED": "true"}, tmp_path)
+    assert (appservice.auth_mode, appservice.auth_appservice) == ("appservice", True)
+    settings = load_settings({
+        "WEBSITE_AUTH_ENABLED": "true", "AUTH_MODE": "OIDC",
+        "OIDC_ISSUER": "https://login.example/tenant/v2.0", "OIDC_CLIENT_ID": "brook",
+        "OIDC_CLIENT_SECRET": "oidc-secret-value",
+        "AUTH_ALLOWED_EMAILS": "Ann@Example.com, bob@example.org",
+        "AUTH_ALLOWED_DOMAINS": "@corp.example, team.example",
+        "ADMIN_EMAILS": "ann@example.com"}, tmp_path)
+    assert (settings.auth_mode, settings.auth_appservice) == ("oidc", False)
+    assert settings.oidc_scopes == "openid email profile"
+    assert settings.auth_allowed_emails == {"ann@example.com", "bob@example.org"}
+    assert settings.auth_allowed_domains == {"corp.example", "team.example"}
+    assert settings.admin_emails == {"ann@example.com"}
+    assert "oidc-secret-value" not in repr(settings)
+    local = load_settings({"AUTH_MODE": "oidc", "OIDC_ISSUER": "http://localhost:9400",
+                           "OIDC_CLIENT_ID": "brook"}, tmp_path)
+    assert local.oidc_client_secret is None

@@ -14,7 +14,7 @@ from azure.core.credentials import TokenCredential
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import assets, database, db, errors
+from . import assets, database, db, errors, identity
 from .chat.bus import LocalBus
 from .chat.redis_bus import RedisBus
 from .chat.service import ChatService
@@ -57,6 +57,7 @@ def create_app(env: Mapping[str, str] | None = None, *,
         MAX_CONTENT_LENGTH=settings.max_message_chars * 4 + 64 * 1024,
         JSON_SORT_KEYS=False,
     )
+    app.session_interface = identity.SessionCookie()  # Secure over HTTPS
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]

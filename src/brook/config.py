@@ -28,6 +28,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 from pydantic import (
@@ -45,6 +46,7 @@ from pydantic import (
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -52,6 +54,7 @@ from pydantic_settings import (
 ProviderKind = Literal["openai", "azure", "local", "none"]
 LocalDevice = Literal["auto", "cpu", "cuda"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+AuthMode = Literal["anonymous", "appservice", "oidc"]
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer in Markdown."
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
@@ -193,7 +196,28 @@ def _secret(name: str) -> Any:
     return Field(None, validation_alias=name, repr=False)
 
 
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _comma_list(value: object) -> object:
+    """A comma-separated variable (`a@x.com, b@y.org`) as a set of lower-case entries."""
+    if isinstance(value, str):
+        return frozenset(item.strip().lower() for item in value.split(",") if item.strip())
+    return value
+
+
+def _domains(value: object) -> object:
+    """AUTH_ALLOWED_DOMAINS: `example.com, @example.org` as {"example.com", "example.org"}."""
+    items = _comma_list(value)
+    if isinstance(items, frozenset):
+        return frozenset(item.removeprefix("@") for item in items)
+    return items
+
+
 Milliseconds = Annotated[float, BeforeValidator(_milliseconds)]
+EmailSet = Annotated[frozenset[str], NoDecode, BeforeValidator(_comma_list)]
+DomainSet = Annotated[frozenset[str], NoDecode, BeforeValidator(_domains)]
 SECONDS = "a number of seconds greater than 0"
 
 
@@ -262,7 +286,21 @@ class Settings(ServingSettings):
         "MAX_EVENT_LOOP_LAG_MS", 2.0, "a whole number of milliseconds greater than 0", gt=0)
     stream_expire: PositiveInt = _variable(
         "STREAM_EXPIRE_SECONDS", 600, "a whole number of seconds greater than 0")
-    auth_appservice: bool = _variable("WEBSITE_AUTH_ENABLED", False, "true or false")
+    # Set by App Service when its Authentication is on; the default AUTH_MODE then.
+    website_auth_enabled: bool = _variable("WEBSITE_AUTH_ENABLED", False, "true or false")
+    # Who may use Brook: see `auth_mode` (unset: from WEBSITE_AUTH_ENABLED).
+    auth_mode_choice: Annotated[AuthMode | None, BeforeValidator(_lower)] = _variable(
+        "AUTH_MODE", None, "anonymous, appservice or oidc")
+    oidc_issuer: str | None = _variable("OIDC_ISSUER", None)
+    oidc_client_id: str | None = _variable("OIDC_CLIENT_ID", None)
+    oidc_client_secret: str | None = _secret("OIDC_CLIENT_SECRET")
+    oidc_scopes: str = _variable("OIDC_SCOPES", "openid email profile")
+    auth_allowed_emails: EmailSet = _variable(
+        "AUTH_ALLOWED_EMAILS", frozenset(), "e-mail addresses separated by commas")
+    auth_allowed_domains: DomainSet = _variable(
+        "AUTH_ALLOWED_DOMAINS", frozenset(), "domain names separated by commas")
+    admin_emails: EmailSet = _variable(
+        "ADMIN_EMAILS", frozenset(), "e-mail addresses separated by commas")
     trusted_proxies: NonNegativeInt = _variable(
         "TRUSTED_PROXIES", 0, "the number of reverse proxies in front of Brook (0 or more)")
     log_level: Annotated[LogLevel, BeforeValidator(str.upper)] = _variable(
@@ -282,6 +320,19 @@ class Settings(ServingSettings):
     # place for the reasoning yet, so the <think>…</think> text would be part of the answer.
     local_model_thinking: bool = _variable("LOCAL_MODEL_THINKING", False, "true or false")
     local_model_retry: PositiveFloat = _variable("LOCAL_MODEL_RETRY_SECONDS", 30.0, SECONDS)
+
+    @property
+    def auth_mode(self) -> AuthMode:
+        """AUTH_MODE, or by default `appservice` where App Service Authentication is on
+        (WEBSITE_AUTH_ENABLED=true) and `anonymous` elsewhere."""
+        if self.auth_mode_choice is not None:
+            return self.auth_mode_choice
+        return "appservice" if self.website_auth_enabled else "anonymous"
+
+    @property
+    def auth_appservice(self) -> bool:
+        """The owner is App Service Authentication's signed-in principal."""
+        return self.auth_mode == "appservice"
 
     @property
     def model_name(self) -> str | None:
@@ -350,6 +401,42 @@ class Settings(ServingSettings):
                 f"LOCAL_MODEL_DEVICE=cuda, but {problem}: set LOCAL_MODEL_DEVICE=auto (a GPU "
                 "when there is one, else the CPU) or cpu, or install torch's CUDA build on a "
                 "machine with an NVIDIA GPU (`make run` picks it there; see README)."
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _auth_is_complete(self) -> Self:
+        if self.auth_mode == "appservice" and not self.website_auth_enabled:
+            raise ConfigError(
+                "AUTH_MODE=appservice, but App Service Authentication is not on here "
+                "(WEBSITE_AUTH_ENABLED is not true), so its sign-in headers could be forged: "
+                "turn Authentication on for the web app, or set AUTH_MODE=oidc or anonymous."
+            )
+        if self.auth_mode != "oidc":
+            return self
+        if not self.oidc_issuer:
+            raise ConfigError(
+                "AUTH_MODE=oidc needs OIDC_ISSUER: set it to your OpenID provider's issuer URL "
+                "(the address before /.well-known/openid-configuration)."
+            )
+        if not self.oidc_client_id:
+            raise ConfigError(
+                "AUTH_MODE=oidc needs OIDC_CLIENT_ID: set it (and OIDC_CLIENT_SECRET) to the "
+                "client id your OpenID provider gave Brook when you registered it."
+            )
+        issuer = urlsplit(self.oidc_issuer or "")
+        local = issuer.hostname in ("localhost", "127.0.0.1", "::1")
+        if not issuer.hostname or not (issuer.scheme == "https"
+                                       or (issuer.scheme == "http" and local)):
+            raise ConfigError(
+                f"OIDC_ISSUER={self.oidc_issuer!r} is not valid: set it to the provider's "
+                "https:// issuer URL, such as https://login.microsoftonline.com/<tenant>/v2.0, "
+                "https://accounts.google.com or https://<keycloak>/realms/<realm>."
+            )
+        if "openid" not in self.oidc_scopes.split():
+            raise ConfigError(
+                f"OIDC_SCOPES={self.oidc_scopes!r} lacks openid: set it to "
+                "\"openid email profile\" (the default) or another list that includes openid."
             )
         return self
 

@@ -25,7 +25,7 @@ CSP = "; ".join([
 @bp.get("/")
 def index() -> str:
     settings: Settings = current_app.config["BROOK_SETTINGS"]
-    if not settings.auth_appservice:
+    if settings.auth_mode == "anonymous":
         # Give a new browser its owner cookie now, so the page's first API calls, made
         # at once, cannot each create a different anonymous owner.
         current_owner()
