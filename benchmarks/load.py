@@ -503,6 +503,9 @@ def bus_settings(setup: Setup, args: argparse.Namespace, run_dir: Path) -> dict[
         "SECRET_KEY": secrets.token_urlsafe(32), "WEB_CONCURRENCY": "1",
         "FLUSH_INTERVAL_MS": str(args.flush_ms), "STREAM_COALESCE_MS": str(args.coalesce_ms),
         "SHUTDOWN_GRACE_SECONDS": "3", "DATABASE_POOL_TIMEOUT": str(args.pool_timeout),
+        # Each client is its own owner and starts one answer, well within the per-owner
+        # limits, which stay on; the deployment's daily budget would run out in a few levels.
+        "BUDGET_TOKENS_PER_DAY": "0",
     }
     if args.max_answers is not None:
         settings["MAX_ANSWERS_PER_WORKER"] = str(args.max_answers)

@@ -69,6 +69,30 @@ param instanceCount int = 1
 @maxValue(16)
 param webConcurrency int = 1
 
+@description('Answers one visitor may start per minute (0: no limit).')
+@minValue(0)
+param limitAnswersPerMinute int = 10
+
+@description('Answers of one visitor being written at once (0: no limit).')
+@minValue(0)
+param limitConcurrentAnswers int = 2
+
+@description('Tokens one visitor may use per day, UTC (0: no limit).')
+@minValue(0)
+param limitTokensPerDay int = 200000
+
+@description('Conversations one visitor may start per day (0: no limit).')
+@minValue(0)
+param limitConversationsPerDay int = 100
+
+@description('Conversations one visitor may keep (0: no limit).')
+@minValue(0)
+param limitStoredConversations int = 1000
+
+@description('Tokens the whole deployment may use per day, all visitors together: a ceiling on the cost of a day (0: none).')
+@minValue(0)
+param budgetTokensPerDay int = 2000000
+
 @description('Python version of the App Service runtime.')
 @allowed([
   '3.11'
@@ -437,6 +461,12 @@ var appSettings = {
   HOST: '0.0.0.0'
   PORT: '8000'
   WEB_CONCURRENCY: string(webConcurrency)
+  LIMIT_ANSWERS_PER_MINUTE: string(limitAnswersPerMinute)
+  LIMIT_CONCURRENT_ANSWERS: string(limitConcurrentAnswers)
+  LIMIT_TOKENS_PER_DAY: string(limitTokensPerDay)
+  LIMIT_CONVERSATIONS_PER_DAY: string(limitConversationsPerDay)
+  LIMIT_STORED_CONVERSATIONS: string(limitStoredConversations)
+  BUDGET_TOKENS_PER_DAY: string(budgetTokensPerDay)
   TRUSTED_PROXIES: '1'
   MODEL_PROVIDER: 'azure'
   AZURE_OPENAI_ENDPOINT: openAiAccess.outputs.endpoint

@@ -111,7 +111,7 @@ def postgres_schema(postgres_url: str) -> str:
     engine = create_engine(postgres_url)
     with engine.begin() as connection:
         connection.execute(text(
-            "DROP TABLE IF EXISTS messages, conversations, workers, alembic_version"))
+            "DROP TABLE IF EXISTS messages, conversations, workers, usage, alembic_version"))
     engine.dispose()
     database.upgrade(postgres_url)
     return postgres_url
@@ -124,7 +124,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str = request.getfixturevalue("postgres_schema")
     engine = create_engine(url)
     with engine.begin() as connection:
-        connection.execute(text("TRUNCATE messages, conversations"))
+        connection.execute(text("TRUNCATE messages, conversations, usage"))
     engine.dispose()
     return url
 
@@ -135,6 +135,12 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 AppFactory = Callable[..., Flask]
+
+# The per-owner limits (chat/limits.py) are off in tests that do not test them: most tests
+# start many answers as one owner. tests/test_limits.py turns them on.
+NO_LIMITS = dict.fromkeys((
+    "LIMIT_ANSWERS_PER_MINUTE", "LIMIT_CONCURRENT_ANSWERS", "LIMIT_TOKENS_PER_DAY",
+    "LIMIT_CONVERSATIONS_PER_DAY", "LIMIT_STORED_CONVERSATIONS", "BUDGET_TOKENS_PER_DAY"), "0")
 
 
 def app_env(fake: FakeModelServer, database_url: str, path: Path) -> dict[str, str]:
@@ -149,6 +155,7 @@ def app_env(fake: FakeModelServer, database_url: str, path: Path) -> dict[str, s
         "MODEL_MAX_RETRIES": "0",
         "MODEL_TIMEOUT": "5",
         "FLUSH_INTERVAL_MS": "50",
+        **NO_LIMITS,
     }
 
 
@@ -240,7 +247,7 @@ class Server:
 
     def __init__(self, cwd: Path, env: dict[str, str], name: str = "server",
                  args: Sequence[str] = ()) -> None:
-        self.cwd, self.env, self.args = cwd, env, list(args)
+        self.cwd, self.env, self.args = cwd, {**NO_LIMITS, **env}, list(args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -279,7 +286,7 @@ class Server:
 def pg_url(postgres_schema: str) -> str:
     engine = create_engine(postgres_schema)
     with engine.begin() as connection:
-        connection.execute(text("TRUNCATE messages, conversations, workers"))
+        connection.execute(text("TRUNCATE messages, conversations, workers, usage"))
     engine.dispose()
     return postgres_schema
 

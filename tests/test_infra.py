@@ -48,6 +48,10 @@ WORKFLOWS = ROOT / ".github" / "workflows"
 # The contract: every variable Brook reads gets a decision.
 # ----------------------------------------------------------------------------------------------
 
+PER_VISITOR = "a per-visitor limit on a public address (parameter "
+SIGNED_IN_ONLY = ("only with sign-in, where signed-in users differ: set with azd env or in the "
+                  "portal (unset: the same as everyone's)")
+
 # Production settings the Bicep must set on App Service, and why.
 SET_BY_BICEP = {
     "DATABASE_URL": "the PostgreSQL Flexible Server: postgresql://<identity name>@<server>"
@@ -76,6 +80,13 @@ SET_BY_BICEP = {
     "HOST": "'0.0.0.0': App Service reaches the container from outside",
     "PORT": "'8000': where App Service sends traffic for Python apps",
     "WEB_CONCURRENCY": "gunicorn workers per instance (parameter webConcurrency)",
+    "LIMIT_ANSWERS_PER_MINUTE": PER_VISITOR + "limitAnswersPerMinute)",
+    "LIMIT_CONCURRENT_ANSWERS": PER_VISITOR + "limitConcurrentAnswers)",
+    "LIMIT_TOKENS_PER_DAY": PER_VISITOR + "limitTokensPerDay)",
+    "LIMIT_CONVERSATIONS_PER_DAY": PER_VISITOR + "limitConversationsPerDay)",
+    "LIMIT_STORED_CONVERSATIONS": PER_VISITOR + "limitStoredConversations)",
+    "BUDGET_TOKENS_PER_DAY": "the ceiling on a day's tokens, so on its cost (parameter "
+                             "budgetTokensPerDay)",
     "REDIS_URL": "only with enableRedis: rediss:// to Azure Managed Redis, access key from "
                  "listKeys(), written into the Key Vault by redis.bicep so it never passes a "
                  "parameter or an output; a Key Vault reference",
@@ -126,6 +137,11 @@ NOT_SET = {
     "LOCAL_MODEL_QUEUE": "local model only",
     "LOCAL_MODEL_MAX_TOKENS": "local model only",
     "LOCAL_MODEL_THINKING": "local model only",
+    "SIGNED_IN_LIMIT_ANSWERS_PER_MINUTE": SIGNED_IN_ONLY,
+    "SIGNED_IN_LIMIT_CONCURRENT_ANSWERS": SIGNED_IN_ONLY,
+    "SIGNED_IN_LIMIT_TOKENS_PER_DAY": SIGNED_IN_ONLY,
+    "SIGNED_IN_LIMIT_CONVERSATIONS_PER_DAY": SIGNED_IN_ONLY,
+    "SIGNED_IN_LIMIT_STORED_CONVERSATIONS": SIGNED_IN_ONLY,
     "LOCAL_MODEL_RETRY_SECONDS": "local model only",
     "OMP_NUM_THREADS": "local model only (read by torch; unset, Brook leaves one core free)",
 }

@@ -219,6 +219,7 @@ Milliseconds = Annotated[float, BeforeValidator(_milliseconds)]
 EmailSet = Annotated[frozenset[str], NoDecode, BeforeValidator(_comma_list)]
 DomainSet = Annotated[frozenset[str], NoDecode, BeforeValidator(_domains)]
 SECONDS = "a number of seconds greater than 0"
+LIMIT = "a whole number, 0 or more (0: no limit)"
 
 
 # -- the settings ------------------------------------------------------------------------------
@@ -313,6 +314,28 @@ class Settings(ServingSettings):
         "LOCAL_MODEL_QUEUE", 8, "a whole number of waiting answers, 0 or more")
     local_model_max_tokens: PositiveInt = _variable(
         "LOCAL_MODEL_MAX_TOKENS", 1024, "a whole number of tokens greater than 0")
+    # Per-owner limits (chat/limits.py), 0 turns one off; SIGNED_IN_… for signed-in owners
+    # (unset: the same as everyone's). ADMIN_EMAILS have none.
+    limit_answers_per_minute: NonNegativeInt = _variable(
+        "LIMIT_ANSWERS_PER_MINUTE", 10, LIMIT)
+    limit_concurrent_answers: NonNegativeInt = _variable(
+        "LIMIT_CONCURRENT_ANSWERS", 2, LIMIT)
+    limit_tokens_per_day: NonNegativeInt = _variable("LIMIT_TOKENS_PER_DAY", 200_000, LIMIT)
+    limit_conversations_per_day: NonNegativeInt = _variable(
+        "LIMIT_CONVERSATIONS_PER_DAY", 100, LIMIT)
+    limit_stored_conversations: NonNegativeInt = _variable(
+        "LIMIT_STORED_CONVERSATIONS", 1000, LIMIT)
+    signed_in_limit_answers_per_minute: NonNegativeInt | None = _variable(
+        "SIGNED_IN_LIMIT_ANSWERS_PER_MINUTE", None, LIMIT)
+    signed_in_limit_concurrent_answers: NonNegativeInt | None = _variable(
+        "SIGNED_IN_LIMIT_CONCURRENT_ANSWERS", None, LIMIT)
+    signed_in_limit_tokens_per_day: NonNegativeInt | None = _variable(
+        "SIGNED_IN_LIMIT_TOKENS_PER_DAY", None, LIMIT)
+    signed_in_limit_conversations_per_day: NonNegativeInt | None = _variable(
+        "SIGNED_IN_LIMIT_CONVERSATIONS_PER_DAY", None, LIMIT)
+    signed_in_limit_stored_conversations: NonNegativeInt | None = _variable(
+        "SIGNED_IN_LIMIT_STORED_CONVERSATIONS", None, LIMIT)
+    budget_tokens_per_day: NonNegativeInt = _variable("BUDGET_TOKENS_PER_DAY", 2_000_000, LIMIT)
     local_model_device: Annotated[LocalDevice, BeforeValidator(str.lower)] = _variable(
         "LOCAL_MODEL_DEVICE", "auto", "auto (a GPU when there is one), cpu or cuda")
     # Whether a model that can think before it answers (Qwen3's chat templates read

@@ -14,20 +14,21 @@ log = logging.getLogger(__name__)
 
 class APIError(Exception):
     def __init__(self, status: int, code: str, message: str,
-                 retry_after: int | None = None) -> None:
+                 retry_after: int | None = None, **details: object) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.retry_after = retry_after
+        self.details = details  # more fields of the error object (a limit's name, its reset)
 
 
-def error_response(status: int, code: str, message: str) -> Response:
-    response = jsonify(error={"code": code, "message": message})
+def error_response(status: int, code: str, message: str, **details: object) -> Response:
+    response = jsonify(error={"code": code, "message": message, **details})
     response.status_code = status
     return response
 
 
 def _api_error(exc: APIError) -> Response:
-    response = error_response(exc.status, exc.code, exc.message)
+    response = error_response(exc.status, exc.code, exc.message, **exc.details)
     if exc.retry_after is not None:
         response.headers["Retry-After"] = str(exc.retry_after)
     return response

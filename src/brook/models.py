@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -117,3 +119,22 @@ class Worker(Base):
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     alive_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Usage(Base):
+    """What one owner used on one day (UTC), for the limits (chat/limits.py).
+
+    `owner` "*" is the whole deployment (its tokens, for BUDGET_TOKENS_PER_DAY). The answers
+    started in the current minute are counted in `minute_answers`, for the minute that
+    begins at `minute` (a fixed window).
+    """
+
+    __tablename__ = "usage"
+
+    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    answers: Mapped[int] = mapped_column(default=0)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    conversations: Mapped[int] = mapped_column(default=0)
+    minute: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    minute_answers: Mapped[int] = mapped_column(default=0)

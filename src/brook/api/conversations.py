@@ -11,7 +11,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from ..chat.service import Busy, ChatService, Draining, NotFound, Overloaded
-from ..database import autocommit
 from ..db import get_session
 from ..errors import APIError
 from ..identity import current_owner
@@ -20,6 +19,7 @@ from . import bp, schemas, serialize
 from .openapi import Link, links_to, operation
 from .requests import json_body, whole_numbers
 from .serialize import respond
+from .usage import LIMITED, owner_quota, within_limits
 
 BUSY = "`answer_in_progress`: an answer is still being written in this conversation."
 REFUSED = "`overloaded` (this worker is answering all it can) or `shutting_down`."
@@ -38,7 +38,8 @@ ON_TURN = (*links_to("/assistant_message/id", "message_id", "streamAnswer", "sto
 def starting_an_answer() -> Iterator[None]:
     """Turn the chat service's refusals to start an answer into their HTTP errors."""
     try:
-        yield
+        with within_limits():
+            yield
     except Busy:
         raise APIError(409, "answer_in_progress",
                        "An answer is still being written in this conversation: wait for it "
@@ -96,13 +97,13 @@ def list_conversations() -> Response:
 @operation(id="createConversation", summary="Create a conversation",
            ok=(201, "Created", schemas.Conversation), body=schemas.NewConversation,
            body_required=False, links=ON_CONVERSATION,
-           errors={422: "`empty_title`, `title_too_long`, `nul_character`."})
+           errors={422: "`empty_title`, `title_too_long`, `nul_character`.", 429: LIMITED})
 def create_conversation() -> Response:
     body = json_body(schemas.NewConversation, required=False)
-    conversation = Conversation(owner=current_owner(), title=body.title)
-    session = autocommit(get_session())  # one INSERT
-    session.add(conversation)
-    session.commit()
+    chat: ChatService = current_app.extensions["brook.chat"]
+    with within_limits():
+        conversation = chat.create_conversation(get_session(), current_owner(), body.title,
+                                                owner_quota(chat))
     return respond(serialize.conversation(conversation), 201)
 
 
@@ -154,14 +155,14 @@ def message_body() -> schemas.MessageBody:
 @operation(id="sendMessage", summary="Send a message; the answer is written in the background",
            ok=(202, "Stored; the answer is streaming", schemas.Turn), body=schemas.MessageBody,
            links=ON_TURN,
-           errors={404: NO_CONVERSATION, 409: BUSY, 422: BAD_TEXT, 503: REFUSED})
+           errors={404: NO_CONVERSATION, 409: BUSY, 422: BAD_TEXT, 429: LIMITED, 503: REFUSED})
 def send_message(conversation_id: uuid.UUID) -> Response:
     body = message_body()
     chat = admit()
     try:
         with starting_an_answer():
             user, answer = chat.send(get_session(), conversation_id, current_owner(),
-                                     body.content)
+                                     body.content, owner_quota(chat))
     except NotFound:
         raise APIError(404, "not_found", "There is no such conversation.") from None
     return respond(serialize.turn(user, answer), 202)

@@ -26,6 +26,7 @@ from .conversations import (
 from .openapi import links_to, operation
 from .requests import WHOLE_NUMBER, json_body, whole_numbers
 from .serialize import respond
+from .usage import LIMITED, owner_quota
 
 NO_ANSWER = "`not_found`: no such answer of yours."
 STREAM = """\
@@ -131,7 +132,7 @@ def stop(message_id: uuid.UUID) -> Response:
            ok=(202, "The new answer is streaming", schemas.Regenerated), body=schemas.NoBody,
            body_required=False, links=ON_ANSWER,
            errors={404: NO_ANSWER, 409: BUSY + " `not_last_answer`: only the last answer of "
-                   "a conversation can be regenerated.", 503: REFUSED})
+                   "a conversation can be regenerated.", 429: LIMITED, 503: REFUSED})
 def regenerate(message_id: uuid.UUID) -> Response:
     """Answer the last question again, replacing the conversation's last answer."""
     json_body(schemas.NoBody, required=False)
@@ -139,7 +140,8 @@ def regenerate(message_id: uuid.UUID) -> Response:
     answer = owned_answer(message_id)
     try:
         with starting_an_answer():
-            fresh = chat.regenerate(get_session(), answer.conversation, answer)
+            fresh = chat.regenerate(get_session(), answer.conversation, answer,
+                                    owner_quota(chat))
     except NotLast:
         raise APIError(409, "not_last_answer",
                        "Only the last answer of a conversation can be regenerated.") from None
@@ -154,12 +156,13 @@ def regenerate(message_id: uuid.UUID) -> Response:
            ok=(202, "Stored; the new answer is streaming", schemas.Turn),
            body=schemas.MessageBody, links=ON_TURN,
            errors={404: "`not_found`: no such message of yours.", 409: BUSY,
-                   422: BAD_TEXT, 503: REFUSED})
+                   422: BAD_TEXT, 429: LIMITED, 503: REFUSED})
 def edit(message_id: uuid.UUID) -> Response:
     """Change one of the user's messages; later turns are replaced by a new answer."""
     body = message_body()
     chat = admit()
     user = owned_message(message_id, "user")
     with starting_an_answer():
-        user, answer = chat.edit(get_session(), user.conversation, user, body.content)
+        user, answer = chat.edit(get_session(), user.conversation, user, body.content,
+                                 owner_quota(chat))
     return respond(serialize.turn(user, answer), 202)

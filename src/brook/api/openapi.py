@@ -83,7 +83,8 @@ def links_to(source: str, parameter: str, *operation_ids: str) -> tuple[Link, ..
 # -- building the document ----------------------------------------------------------------------
 
 def _schemas(ops: list[Operation], max_message_chars: int) -> dict[str, Any]:
-    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(schemas.Error, "serialization")]
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(schemas.Error, "serialization"),
+                                                           (schemas.LimitError, "serialization")]
     models += [(m, "serialization") for m in (*schemas.STREAM_EVENTS, *schemas.EVENT_DATA)]
     for op in ops:
         if op.ok[2] is not None:
@@ -129,8 +130,9 @@ def _errors(op: Operation, method: str) -> dict[int, str]:
 
 
 def _error_response(status: int, why: str) -> dict[str, Any]:
-    response: dict[str, Any] = {"description": why, "content": _json(schemas.Error)}
-    if status == 503:
+    response: dict[str, Any] = {"description": why, "content": _json(
+        schemas.LimitError if status == 429 else schemas.Error)}
+    if status in (429, 503):
         response["headers"] = {"Retry-After": {
             "description": "Seconds to wait before trying again.", "required": True,
             "schema": {"type": "integer", "minimum": 1}}}

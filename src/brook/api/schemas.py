@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -62,15 +62,55 @@ Timestamp = Annotated[datetime, AfterValidator(_utc)]
 
 # -- responses ----------------------------------------------------------------------------------
 
+LimitName = Literal["answers_per_minute", "concurrent_answers", "tokens_per_day",
+                    "conversations_per_day", "stored_conversations", "budget_tokens_per_day"]
+
+
 class ErrorDetail(Model):
     code: str = Field(description="Stable and machine-readable, e.g. `not_found`.")
     message: str = Field(description="Plain words for the user; never an upstream's raw text.")
+
+
+class LimitUse(Model):
+    limit: int | None = Field(description="The limit (null: none for this owner).")
+    used: int | None = Field(description="How much of it is used now (the budget's: null "
+                                         "where there is none).")
+    remaining: int | None = Field(description="`limit` - `used`, at least 0; null: no limit.")
+    resets_at: datetime | None = Field(description="When the count starts again (null: it "
+                                                   "is a count of what exists now).")
+
+
+class UsageNow(Model):
+    """An owner's usage today (UTC) against their limits (0 in a setting: no limit)."""
+
+    day: date
+    answers_today: int = Field(ge=0)
+    tokens_today: int = Field(ge=0, description="Prompt and answer tokens of today's answers "
+                                                "that have ended: as the model reported them, "
+                                                "or estimated.")
+    limits: dict[LimitName, LimitUse]
 
 
 class Error(Model):
     """Every error: `{"error": {"code", "message"}}`."""
 
     error: ErrorDetail
+
+
+class LimitErrorDetail(ErrorDetail):
+    limit: LimitName = Field(description="Which limit.")
+    limit_value: int = Field(description="The limit.")
+    resets_at: datetime | None = Field(
+        description="When the limit lets the owner go on (null: when one of their answers "
+                    "ends, or they delete a conversation); `Retry-After` says the same in "
+                    "seconds.")
+
+
+class LimitError(Model):
+    """A request over a limit (`429`): `{"error": {"code": "limit_exceeded", "message",
+    "limit", "limit_value", "resets_at"}}`."""
+
+    error: LimitErrorDetail
 
 
 class Usage(Model):

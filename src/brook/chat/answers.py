@@ -25,7 +25,9 @@ from ..messages import ChatMessage
 from ..models import Message, utcnow
 from ..providers import Progress, Provider, ProviderError, Usage
 from .bus import INTERNAL_ERROR, LocalBus
+from .limits import Limits
 from .live import LiveAnswer
+from .tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +46,16 @@ class Writer:
     """Generates this process's answers and writes them to the bus and the database."""
 
     def __init__(self, sessions: sessionmaker[Session], provider: Provider, settings: Settings,
-                 bus: LocalBus, worker: str, spawn: Callable[[Callable[[], None]], None]
-                 ) -> None:
+                 bus: LocalBus, worker: str, spawn: Callable[[Callable[[], None]], None],
+                 counter: TokenCounter, limits: Limits) -> None:
         self.sessions = sessions
         self.provider = provider
         self.settings = settings
         self.bus = bus
         self.worker = worker
         self.spawn = spawn
+        self.counter = counter
+        self.limits = limits
         self.flush_now = threading.Event()  # set when an answer has FLUSH_CHARS unwritten
 
     def start(self, message_id: uuid.UUID, model: str | None, prompt: list[ChatMessage]
@@ -89,6 +93,23 @@ class Writer:
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
             }, error)
+            self._count_tokens(live, prompt, usage)
+
+    def _count_tokens(self, live: LiveAnswer, prompt: list[ChatMessage],
+                      usage: Usage | None) -> None:
+        """Add the answer's tokens to its owner's usage (chat/limits.py), however it ended:
+        what the model reported, else an estimate of the prompt and the stored text."""
+        if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
+            tokens = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
+        else:
+            tokens = (sum(self.counter.count_message(m) for m in prompt)
+                      + self.counter.count_text(live.text()))
+        try:
+            with autocommit(self.sessions()) as session:
+                self.limits.add_tokens(session.connection(), live.message_id, tokens,
+                                       utcnow().date())
+        except Exception:
+            log.exception("could not count the tokens of %s", live.message_id)
 
     def end(self, live: LiveAnswer, status: str, usage: dict[str, Any] | None = None,
             error: dict[str, str] | None = None) -> None:

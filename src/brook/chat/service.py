@@ -28,6 +28,7 @@ from ..providers import Provider
 from .admission import Admission, Overloaded
 from .answers import Writer
 from .bus import BadOffset, Events, LocalBus, final_events
+from .limits import LimitExceeded, Limits, Quota
 from .liveness import Heartbeat, forget_old_workers, gone, orphans, surviving_text, worker_id
 from .stored import deleted_event, stored_events
 from .tokens import TokenCounter
@@ -37,8 +38,8 @@ log = logging.getLogger(__name__)
 
 STOP_WAIT_SECONDS = 3.0
 
-__all__ = ["BadOffset", "Busy", "ChatService", "Draining", "Gone", "NotFound", "NotLast",
-           "Overloaded"]
+__all__ = ["BadOffset", "Busy", "ChatService", "Draining", "Gone", "LimitExceeded", "NotFound",
+           "NotLast", "Overloaded", "Quota"]
 
 
 class Draining(Exception):
@@ -66,7 +67,9 @@ class ChatService:
         # must not take them for orphans of this process, however long the gap lasts.
         self.starting: set[uuid.UUID] = set()
         self.turns = Turns(settings, counter, provider.model, self.worker)
-        self.writer = Writer(sessions, provider, settings, bus, self.worker, spawn)
+        self.limits = Limits(settings)
+        self.writer = Writer(sessions, provider, settings, bus, self.worker, spawn, counter,
+                             self.limits)
         self.admission = Admission(settings.max_answers_per_worker,
                                    settings.max_event_loop_lag, lambda: len(bus.live), spawn)
         self.heartbeat = Heartbeat(heartbeat_engine, self.worker, settings.stream_lease)
@@ -120,27 +123,66 @@ class ChatService:
             raise Draining
         self.admission.check()
 
-    def send(self, session: Session, conversation_id: uuid.UUID, owner: str, content: str
-             ) -> tuple[Message, Message]:
+    def quota(self, signed_in: bool, admin: bool) -> Quota | None:
+        """The limits of an owner who is (not) signed in (an admin has none)."""
+        return self.limits.quota(signed_in, admin)
+
+    def create_conversation(self, session: Session, owner: str, title: str,
+                            quota: Quota | None = None) -> Conversation:
+        """Store a new conversation; raises `LimitExceeded` (nothing stored) over a limit."""
+        conversation = Conversation(owner=owner, title=title)
+        if quota is None or not (quota.conversations_per_day or quota.stored_conversations):
+            autocommit(session)  # one INSERT
+        else:
+            self._within_limits(session, self.limits.admit_conversation, owner, quota)
+        session.add(conversation)
+        session.commit()
+        return conversation
+
+    def usage(self, session: Session, owner: str, quota: Quota | None) -> dict[str, object]:
+        """An owner's use of each limit today."""
+        return self.limits.usage(autocommit(session).connection(), owner, quota, utcnow())
+
+    def send(self, session: Session, conversation_id: uuid.UUID, owner: str, content: str,
+             quota: Quota | None = None) -> tuple[Message, Message]:
         """Store the user's message and an empty streaming answer, then start generating.
 
-        Raises `NotFound` if `owner` has no such conversation.
+        Raises `NotFound` if `owner` has no such conversation, `LimitExceeded` over one of
+        their limits (`quota`; None: none).
         """
         with self._admitted() as answer_id:
+            self._admit_answer(session, owner, quota)
             user, turn = self.turns.send(session, conversation_id, owner, content, answer_id)
         return user, self._start(turn)
 
-    def regenerate(self, session: Session, conversation: Conversation, answer: Message
-                   ) -> Message:
+    def regenerate(self, session: Session, conversation: Conversation, answer: Message,
+                   quota: Quota | None = None) -> Message:
         with self._admitted() as answer_id:
+            self._admit_answer(session, conversation.owner, quota)
             turn = self.turns.regenerate(session, conversation, answer, answer_id)
         return self._start(turn)
 
-    def edit(self, session: Session, conversation: Conversation, user: Message, content: str
-             ) -> tuple[Message, Message]:
+    def edit(self, session: Session, conversation: Conversation, user: Message, content: str,
+             quota: Quota | None = None) -> tuple[Message, Message]:
         with self._admitted() as answer_id:
+            self._admit_answer(session, conversation.owner, quota)
             user, turn = self.turns.edit(session, conversation, user, content, answer_id)
         return user, self._start(turn)
+
+    def _admit_answer(self, session: Session, owner: str, quota: Quota | None) -> None:
+        """Count the answer against its owner's limits, in the transaction that stores it."""
+        if quota is not None and (quota.answers_per_minute or quota.concurrent_answers
+                                  or quota.tokens_per_day or self.limits.budget):
+            self._within_limits(session, self.limits.admit_answer, owner, quota)
+
+    @staticmethod
+    def _within_limits(session: Session, admit: Callable[..., None], owner: str,
+                       quota: Quota) -> None:
+        try:
+            admit(session.connection(), owner, quota, utcnow())
+        except LimitExceeded:
+            session.rollback()
+            raise
 
     @contextmanager
     def _admitted(self) -> Iterator[uuid.UUID]:

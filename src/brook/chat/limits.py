@@ -1,0 +1,249 @@
+"""Per-owner limits and the deployment's daily token budget, counted in the database.
+
+A check runs in the transaction that stores what it admits (a turn, a conversation), after
+one statement that locks the owner's row of `usage` for today (an upsert): one owner's
+parallel requests take turns there, so no count is overshot, and a refusal rolls back with
+nothing stored. The counts are rows, so they hold across workers and instances and survive
+any restart. (They are kept in the database also where REDIS_URL is set: a count and what
+it admits then commit together, or neither does.)
+
+Tokens are added when an answer ends: what the model reported, or an estimate where it
+reported none (a stopped answer, a model that does not say). An owner's answers already
+streaming may therefore take them past LIMIT_TOKENS_PER_DAY, by those answers and no more;
+the next answer is refused. Days and minutes are UTC; the minute is a fixed window.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, bindparam, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..config import Settings
+from ..models import Conversation, Message, Usage
+
+USAGE = cast(Table, Usage.__table__)
+EVERYONE = "*"  # the owner whose row holds the whole deployment's tokens
+BUSY_RETRY = 5  # seconds: when an owner's streaming answers may be done (a guess)
+
+
+@dataclass(frozen=True)
+class Quota:
+    """One kind of owner's limits; 0 is no limit."""
+
+    answers_per_minute: int
+    concurrent_answers: int
+    tokens_per_day: int
+    conversations_per_day: int
+    stored_conversations: int
+
+
+class LimitExceeded(Exception):
+    """A request over a limit: which one, its value, and when it resets (None: when the
+    owner's own answers end, or they delete a conversation)."""
+
+    def __init__(self, limit: str, value: int, resets_at: datetime | None, message: str,
+                 now: datetime) -> None:
+        super().__init__(f"{limit}: {message}")
+        self.limit, self.value, self.resets_at, self.message = limit, value, resets_at, message
+        wait = BUSY_RETRY if resets_at is None else (resets_at - now).total_seconds()
+        self.retry_after = max(1, math.ceil(wait))
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite gives naive datetimes back: they are UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+def tomorrow(now: datetime) -> datetime:
+    return datetime.combine(now.date() + timedelta(days=1), time(), tzinfo=UTC)
+
+
+def _lock_statement(dialect: str) -> Any:
+    """Today's row of an owner, made if missing and locked until the transaction ends."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(USAGE).values(owner=bindparam("b_owner"), day=bindparam("b_day"),
+                                     answers=0, tokens=0, conversations=0, minute_answers=0)
+    return statement.on_conflict_do_update(
+        index_elements=[USAGE.c.owner, USAGE.c.day],
+        set_={"owner": statement.excluded.owner},  # a no-op that takes the row's lock
+    ).returning(USAGE.c.answers, USAGE.c.tokens, USAGE.c.conversations, USAGE.c.minute,
+                USAGE.c.minute_answers)
+
+
+def _add_tokens_statement(dialect: str) -> Any:
+    """Add tokens to the row of an answer's owner (found from the answer) and of everyone."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    owner = (select(Conversation.owner).join(Message, Message.conversation_id == Conversation.id)
+             .where(Message.id == bindparam("b_message")).scalar_subquery())
+    statement = insert(USAGE).from_select(
+        ["owner", "day", "answers", "tokens", "conversations", "minute_answers"],
+        select(func.coalesce(owner, EVERYONE).label("owner"), bindparam("b_day"),
+               literal(0), bindparam("b_tokens"), literal(0), literal(0)))
+    return statement.on_conflict_do_update(
+        index_elements=[USAGE.c.owner, USAGE.c.day],
+        set_={"tokens": USAGE.c.tokens + statement.excluded.tokens})
+
+
+_STATEMENTS: dict[tuple[str, str], Any] = {}  # built once per dialect
+
+
+def _statement(name: str, connection: Connection) -> Any:
+    dialect = connection.dialect.name
+    statement = _STATEMENTS.get((name, dialect))
+    if statement is None:
+        build = _lock_statement if name == "lock" else _add_tokens_statement
+        statement = _STATEMENTS[(name, dialect)] = build(dialect)
+    return statement
+
+
+COUNT_ANSWER = (update(USAGE)
+                .where(USAGE.c.owner == bindparam("b_owner"), USAGE.c.day == bindparam("b_day"))
+                .values(answers=USAGE.c.answers + 1, minute=bindparam("b_minute"),
+                        minute_answers=bindparam("b_minute_answers")))
+COUNT_CONVERSATION = (update(USAGE)
+                      .where(USAGE.c.owner == bindparam("b_owner"),
+                             USAGE.c.day == bindparam("b_day"))
+                      .values(conversations=USAGE.c.conversations + 1))
+STREAMING = (select(func.count()).select_from(Message)
+             .join(Conversation, Message.conversation_id == Conversation.id)
+             .where(Conversation.owner == bindparam("b_owner"), Message.status == "streaming"))
+STORED = select(func.count()).select_from(Conversation).where(
+    Conversation.owner == bindparam("b_owner"))
+EVERYONES_TOKENS = select(USAGE.c.tokens).where(USAGE.c.owner == EVERYONE,
+                                                USAGE.c.day == bindparam("b_day"))
+
+
+class Limits:
+    """The limits of anonymous and signed-in owners, and the budget, from the settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        s = settings
+        self.everyone = Quota(s.limit_answers_per_minute, s.limit_concurrent_answers,
+                              s.limit_tokens_per_day, s.limit_conversations_per_day,
+                              s.limit_stored_conversations)
+
+        def signed_in(value: int | None, default: int) -> int:
+            return default if value is None else value
+
+        self.signed_in = Quota(
+            signed_in(s.signed_in_limit_answers_per_minute, s.limit_answers_per_minute),
+            signed_in(s.signed_in_limit_concurrent_answers, s.limit_concurrent_answers),
+            signed_in(s.signed_in_limit_tokens_per_day, s.limit_tokens_per_day),
+            signed_in(s.signed_in_limit_conversations_per_day, s.limit_conversations_per_day),
+            signed_in(s.signed_in_limit_stored_conversations, s.limit_stored_conversations))
+        self.budget = s.budget_tokens_per_day
+
+    def quota(self, signed_in: bool, admin: bool) -> Quota | None:
+        """An owner's limits; None for an admin, who has none (the budget included)."""
+        if admin:
+            return None
+        return self.signed_in if signed_in else self.everyone
+
+    def _lock(self, connection: Connection, owner: str, now: datetime) -> Any:
+        return connection.execute(_statement("lock", connection),
+                                  {"b_owner": owner, "b_day": now.date()}).one()
+
+    def admit_answer(self, connection: Connection, owner: str, quota: Quota | None,
+                     now: datetime) -> None:
+        """Count a new answer of `owner`'s, or raise `LimitExceeded` (roll back then)."""
+        if quota is None:
+            return
+        row = self._lock(connection, owner, now)
+        minute = now.replace(second=0, microsecond=0)
+        in_minute = row.minute_answers if _aware(row.minute) == minute else 0
+        if quota.answers_per_minute and in_minute >= quota.answers_per_minute:
+            raise LimitExceeded(
+                "answers_per_minute", quota.answers_per_minute, minute + timedelta(minutes=1),
+                f"You have started {quota.answers_per_minute} answers in the last minute, "
+                "the most there may be.", now)
+        if quota.tokens_per_day and row.tokens >= quota.tokens_per_day:
+            raise LimitExceeded(
+                "tokens_per_day", quota.tokens_per_day, tomorrow(now),
+                f"You have used today's {quota.tokens_per_day:,} tokens.", now)
+        if self.budget:
+            used = connection.execute(EVERYONES_TOKENS, {"b_day": now.date()}).scalar() or 0
+            if used >= self.budget:
+                raise LimitExceeded(
+                    "budget_tokens_per_day", self.budget, tomorrow(now),
+                    "This Brook has used all the tokens it may use today.", now)
+        if quota.concurrent_answers:
+            streaming = connection.execute(STREAMING, {"b_owner": owner}).scalar_one()
+            if streaming >= quota.concurrent_answers:
+                raise LimitExceeded(
+                    "concurrent_answers", quota.concurrent_answers, None,
+                    f"You have {streaming} answers being written, the most there may be at "
+                    "once: wait for one to finish.", now)
+        connection.execute(COUNT_ANSWER, {"b_owner": owner, "b_day": now.date(),
+                                          "b_minute": minute, "b_minute_answers": in_minute + 1})
+
+    def admit_conversation(self, connection: Connection, owner: str, quota: Quota | None,
+                           now: datetime) -> None:
+        """Count a new conversation of `owner`'s, or raise `LimitExceeded`."""
+        if quota is None:
+            return
+        row = self._lock(connection, owner, now)
+        if quota.conversations_per_day and row.conversations >= quota.conversations_per_day:
+            raise LimitExceeded(
+                "conversations_per_day", quota.conversations_per_day, tomorrow(now),
+                f"You have started today's {quota.conversations_per_day} conversations.", now)
+        if quota.stored_conversations:
+            stored = connection.execute(STORED, {"b_owner": owner}).scalar_one()
+            if stored >= quota.stored_conversations:
+                raise LimitExceeded(
+                    "stored_conversations", quota.stored_conversations, None,
+                    f"You have {stored} conversations, the most that may be kept: delete "
+                    "one to start another.", now)
+        connection.execute(COUNT_CONVERSATION, {"b_owner": owner, "b_day": now.date()})
+
+    def add_tokens(self, connection: Connection, message_id: uuid.UUID, tokens: int,
+                   day: date) -> None:
+        """Add an ended answer's tokens to its owner's day, and to the deployment's where
+        there is a budget (one row that every answer would update otherwise)."""
+        if tokens <= 0:
+            return
+        statement = _statement("tokens", connection)
+        connection.execute(statement, {"b_message": message_id, "b_tokens": tokens,
+                                       "b_day": day})
+        if self.budget:  # no such message: the row of everyone
+            connection.execute(statement, {"b_message": None, "b_tokens": tokens,
+                                           "b_day": day})
+
+    def usage(self, connection: Connection, owner: str, quota: Quota | None,
+              now: datetime) -> dict[str, Any]:
+        """An owner's use of each limit today (the API's `GET /api/usage`)."""
+        day = now.date()
+        row = connection.execute(select(USAGE).where(USAGE.c.owner == owner,
+                                                     USAGE.c.day == day)).first()
+        minute = now.replace(second=0, microsecond=0)
+        in_minute = row.minute_answers if row and _aware(row.minute) == minute else 0
+        used = {
+            "answers_per_minute": in_minute,
+            "concurrent_answers": connection.execute(STREAMING, {"b_owner": owner}).scalar_one(),
+            "tokens_per_day": row.tokens if row else 0,
+            "conversations_per_day": row.conversations if row else 0,
+            "stored_conversations": connection.execute(STORED, {"b_owner": owner}).scalar_one(),
+        }
+        resets = {"answers_per_minute": minute + timedelta(minutes=1),
+                  "tokens_per_day": tomorrow(now), "conversations_per_day": tomorrow(now)}
+        limits: dict[str, Any] = {}
+        for name, count in used.items():
+            value = None if quota is None else getattr(quota, name) or None
+            limits[name] = {"limit": value, "used": count,
+                            "remaining": None if value is None else max(0, value - count),
+                            "resets_at": resets.get(name)}
+        budget = self.budget if quota is not None and self.budget else None
+        everyone = connection.execute(EVERYONES_TOKENS, {"b_day": day}).scalar() or 0
+        limits["budget_tokens_per_day"] = {
+            "limit": budget, "used": everyone if budget else None,
+            "remaining": None if budget is None else max(0, budget - everyone),
+            "resets_at": tomorrow(now)}
+        return {"day": day, "answers_today": row.answers if row else 0,
+                "tokens_today": row.tokens if row else 0, "limits": limits}
