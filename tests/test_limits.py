@@ -7,15 +7,17 @@ when it resets; nothing is stored; another owner is unaffected.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
+from playwright.sync_api import Page, expect
 from sqlalchemy import create_engine, text
 
 from .conftest import (
@@ -32,6 +34,7 @@ from .conftest import (
 )
 from .fakemodel import FakeModelServer
 from .redis_servers import RedisServer
+from .test_a11y import axe_violations, serve_axe
 
 Serve = Callable[[Any], LiveServer]
 
@@ -277,3 +280,42 @@ def test_two_instances_share_the_limits(two: tuple[Server, Server]) -> None:
             send(on_a, conversations[2], "three")
             refused(post_message(on_b, conversations[3]), "answers_per_minute")
             refused(post_message(on_a, conversations[3]), "answers_per_minute")
+
+
+# -- the page -------------------------------------------------------------------------------------
+
+@pytest.mark.browser
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_page_shows_usage_and_a_limit_with_its_reset_time(
+        make_app: AppFactory, serve: Serve, sqlite_url: str, page: Page,
+        scheme: Literal["light", "dark"]) -> None:
+    live = serve(make_app(sqlite_url, LIMIT_ANSWERS_PER_MINUTE="1",
+                          LIMIT_TOKENS_PER_DAY="100000"))
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.emulate_media(color_scheme=scheme)
+    serve_axe(page, live)
+    a_fresh_minute()
+    page.goto(live.url + "/")
+    usage = page.locator("#usage")
+    expect(usage).to_have_text("Today: 0 tokens · 100,000 left")
+    prompt = page.locator("#prompt")
+    prompt.fill("What is Brook?")
+    prompt.press("Enter")
+    answer = page.locator('.message[data-role="assistant"]')
+    expect(answer).to_have_attribute("data-status", "complete")
+    # The answer's tokens are counted before its end reaches the page.
+    expect(usage).not_to_have_text(re.compile(r"Today: 0 tokens"))
+    expect(usage).to_have_text(re.compile(r"^Today: \d+ tokens · [\d,]+ left$"))
+
+    prompt.fill("And what is Flask?")
+    prompt.press("Enter")
+    notice = page.locator("#notice")
+    expect(notice).to_contain_text("You may start 1 answer a minute, and this minute's are "
+                                   "used. You can go on at ")
+    expect(notice).to_contain_text(re.compile(r"You can go on at \d\d:\d\d( [AP]M)?\.$"))
+    expect(prompt).to_have_value("And what is Flask?")  # kept for later; still editable
+    expect(prompt).to_be_editable()
+    expect(answer).to_have_count(1)
+    assert axe_violations(page, live) == []
+    assert errors == []

@@ -89,39 +89,47 @@ class Writer:
             log.exception("answer %s failed", live.message_id)
             status, error = "error", dict(INTERNAL_ERROR)
         finally:
-            self.end(live, status, None if usage is None else {
+            def count(text: str) -> int:
+                return self._tokens(prompt, usage, text)
+
+            ended = self.end(live, status, None if usage is None else {
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
-            }, error)
-            self._count_tokens(live, prompt, usage)
+            }, error, count)
+            if not ended:  # ended by Stop or a drain first: its tokens count all the same
+                self._add_tokens(live.message_id, count, live.text())
 
-    def _count_tokens(self, live: LiveAnswer, prompt: list[ChatMessage],
-                      usage: Usage | None) -> None:
-        """Add the answer's tokens to its owner's usage (chat/limits.py), however it ended:
-        what the model reported, else an estimate of the prompt and the stored text."""
+    def _tokens(self, prompt: list[ChatMessage], usage: Usage | None, text: str) -> int:
+        """An answer's tokens for its owner's usage (chat/limits.py): what the model
+        reported, else an estimate of the prompt and the stored text."""
         if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
-            tokens = (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
-        else:
-            tokens = (sum(self.counter.count_message(m) for m in prompt)
-                      + self.counter.count_text(live.text()))
+            return (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
+        return (sum(self.counter.count_message(m) for m in prompt)
+                + self.counter.count_text(text))
+
+    def _add_tokens(self, message_id: uuid.UUID, count: Callable[[str], int],
+                    text: str) -> None:
         try:
             with autocommit(self.sessions()) as session:
-                self.limits.add_tokens(session.connection(), live.message_id, tokens,
+                self.limits.add_tokens(session.connection(), message_id, count(text),
                                        utcnow().date())
         except Exception:
-            log.exception("could not count the tokens of %s", live.message_id)
+            log.exception("could not count the tokens of %s", message_id)
 
     def end(self, live: LiveAnswer, status: str, usage: dict[str, Any] | None = None,
-            error: dict[str, str] | None = None) -> None:
-        """End an answer: freeze its text, write it once, then end every reader's stream.
+            error: dict[str, str] | None = None,
+            count: Callable[[str], int] | None = None) -> bool:
+        """End an answer: freeze its text, write it once (and, with `count`, add its tokens
+        to its owner's usage), then end every reader's stream; whether this call ended it.
 
         Every ending goes through here (the generator's, Stop's, a drain's); the first
         caller wins and the rest return. The generator, if still running, stops at its next
-        token; readers see exactly the text that was stored.
+        token; readers see exactly the text that was stored, and a page that asks for its
+        usage when it sees the end finds the answer's tokens counted.
         """
         with live.finalizing:
             if live.done:
-                return
+                return False
             live.stop_requested.set()
             text = live.seal()
             tokens = usage or {}
@@ -136,8 +144,11 @@ class Writer:
             except Exception:
                 log.exception("could not store the final answer %s", live.message_id)
             finally:
+                if count is not None:
+                    self._add_tokens(live.message_id, count, text)
                 live.finish(status, usage, error)
                 self.bus.published(live)
+            return True
 
     def stop_here(self, message_id: uuid.UUID) -> bool:
         """Stop an answer if this process writes it; False if it is not one of ours."""

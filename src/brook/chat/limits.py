@@ -62,6 +62,10 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def tomorrow(now: datetime) -> datetime:
     return datetime.combine(now.date() + timedelta(days=1), time(), tzinfo=UTC)
 
@@ -162,8 +166,8 @@ class Limits:
         if quota.answers_per_minute and in_minute >= quota.answers_per_minute:
             raise LimitExceeded(
                 "answers_per_minute", quota.answers_per_minute, minute + timedelta(minutes=1),
-                f"You have started {quota.answers_per_minute} answers in the last minute, "
-                "the most there may be.", now)
+                f"You may start {_count(quota.answers_per_minute, 'answer')} a minute, and "
+                "this minute's are used.", now)
         if quota.tokens_per_day and row.tokens >= quota.tokens_per_day:
             raise LimitExceeded(
                 "tokens_per_day", quota.tokens_per_day, tomorrow(now),
@@ -179,7 +183,7 @@ class Limits:
             if streaming >= quota.concurrent_answers:
                 raise LimitExceeded(
                     "concurrent_answers", quota.concurrent_answers, None,
-                    f"You have {streaming} answers being written, the most there may be at "
+                    f"You may have {_count(quota.concurrent_answers, 'answer')} written at "
                     "once: wait for one to finish.", now)
         connection.execute(COUNT_ANSWER, {"b_owner": owner, "b_day": now.date(),
                                           "b_minute": minute, "b_minute_answers": in_minute + 1})
@@ -193,14 +197,15 @@ class Limits:
         if quota.conversations_per_day and row.conversations >= quota.conversations_per_day:
             raise LimitExceeded(
                 "conversations_per_day", quota.conversations_per_day, tomorrow(now),
-                f"You have started today's {quota.conversations_per_day} conversations.", now)
+                f"You may start {_count(quota.conversations_per_day, 'conversation')} a "
+                "day, and today's are used.", now)
         if quota.stored_conversations:
             stored = connection.execute(STORED, {"b_owner": owner}).scalar_one()
             if stored >= quota.stored_conversations:
                 raise LimitExceeded(
                     "stored_conversations", quota.stored_conversations, None,
-                    f"You have {stored} conversations, the most that may be kept: delete "
-                    "one to start another.", now)
+                    f"You may keep {_count(quota.stored_conversations, 'conversation')}: "
+                    "delete one to start another.", now)
         connection.execute(COUNT_CONVERSATION, {"b_owner": owner, "b_day": now.date()})
 
     def add_tokens(self, connection: Connection, message_id: uuid.UUID, tokens: int,

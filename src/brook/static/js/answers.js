@@ -1,6 +1,6 @@
 // Answers: sending a message, stopping, regenerating, editing and resending (follow.js
 // follows each answer's stream into its message).
-import { api, urls } from "./api.js";
+import { api, limitText, urls } from "./api.js";
 import { isBusy } from "./busy.js";
 import { copyText, flashCopied } from "./clipboard.js";
 import { countChars } from "./composer.js";
@@ -46,7 +46,8 @@ export async function startAnswer(kind, request, apply) {
     if (!isBusy(error)) {
       ui.busy.done();
       refreshUi();
-      showNotice(error.message);
+      // Over a limit (429): nothing was sent, and the message stays in the box for later.
+      showNotice(error.status === 429 ? limitText(error) : error.message);
       if (error.status === 409) setTimeout(syncConversation); // another tab got there first
       refreshList(); // a conversation may have been made before the failure
       return "failed";

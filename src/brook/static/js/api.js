@@ -2,11 +2,12 @@
 // the server's plain-words message (and its Retry-After, in seconds, if it sent one).
 
 export class ApiError extends Error {
-  constructor(message, status = 0, code = "error", retryAfter = null) {
+  constructor(message, status = 0, code = "error", retryAfter = null, detail = {}) {
     super(message);
     this.status = status;
     this.code = code;
     this.retryAfter = retryAfter;
+    this.detail = detail; // the whole error object (a limit's `limit` and `resets_at`)
   }
 }
 
@@ -48,6 +49,7 @@ export async function api(method, url, body, started = null) {
       response.status,
       (error && error.code) || "http_error",
       retryAfterOf(response),
+      error || {},
     );
   }
   return data;
@@ -62,4 +64,15 @@ export const urls = {
   message: (id) => `/api/messages/${enc(id)}`,
   regenerate: (id) => `/api/messages/${enc(id)}/regenerate`,
   stop: (id) => `/api/messages/${enc(id)}/stop`,
+  usage: "/api/usage",
 };
+
+/** What to say when a request was over one of the owner's limits (a 429): the server's
+ * words, and when they can go on, in local time. */
+export function limitText(error) {
+  const resets = error.detail && error.detail.resets_at ? new Date(error.detail.resets_at) : null;
+  if (!resets || Number.isNaN(resets.getTime())) return error.message;
+  const sameDay = resets.toDateString() === new Date().toDateString();
+  const when = resets.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return `${error.message} You can go on ${sameDay ? "at" : "tomorrow at"} ${when}.`;
+}

@@ -31,7 +31,27 @@ export async function refreshList() {
   }
   if (token !== state.listToken) return;
   state.conversations = data.conversations;
+  refreshUsage();
   ui.sidebar.render(data.conversations);
   const current = data.conversations.find((c) => c.id === state.currentId);
   if (current) setTitle(current.title);
+}
+
+const number = new Intl.NumberFormat();
+
+/** The usage line by the composer: today's tokens, and what is left of the daily limit. */
+export async function refreshUsage() {
+  const line = document.getElementById("usage");
+  if (!line) return;
+  let usage;
+  try {
+    usage = await api("GET", urls.usage);
+  } catch {
+    return; // the line keeps what it said; the notice speaks of failures
+  }
+  const tokens = usage.limits.tokens_per_day;
+  let text = `Today: ${number.format(usage.tokens_today)} tokens`;
+  if (tokens.limit !== null) text += ` · ${number.format(tokens.remaining)} left`;
+  line.textContent = text;
+  line.hidden = false;
 }
