@@ -319,3 +319,44 @@ def test_the_page_shows_usage_and_a_limit_with_its_reset_time(
     expect(answer).to_have_count(1)
     assert axe_violations(page, live) == []
     assert errors == []
+
+
+# -- admins -------------------------------------------------------------------------------------
+
+def principal(name: str, email: str) -> dict[str, str]:
+    """The headers App Service Authentication's front end sets for a signed-in user."""
+    return {"X-MS-CLIENT-PRINCIPAL-ID": name, "X-MS-CLIENT-PRINCIPAL-IDP": "aad",
+            "X-MS-CLIENT-PRINCIPAL-NAME": email}
+
+
+def test_admins_see_every_owners_usage_and_have_no_limits(
+        make_app: AppFactory, serve: Serve, database_url: str, fake: FakeModelServer) -> None:
+    live = serve(make_app(database_url, WEBSITE_AUTH_ENABLED="true",
+                          ADMIN_EMAILS="Boss@Example.com", LIMIT_CONVERSATIONS_PER_DAY="1"))
+    alice, boss = principal("alice", "alice@example.com"), principal("boss", "boss@example.com")
+    with live.client() as client:
+        conversation_id = client.post("/api/conversations", json={}, headers=alice).json()["id"]
+        sent = client.post(f"/api/conversations/{conversation_id}/messages",
+                           json={"content": "hi"}, headers=alice).json()
+        read_events(client, sent["stream_url"], headers=alice)
+        refused(client.post("/api/conversations", json={}, headers=alice),
+                "conversations_per_day")
+        for _ in range(2):  # an admin has no limits
+            assert client.post("/api/conversations", json={}, headers=boss).status_code == 201
+        assert client.get("/api/usage", headers=boss).json()["limits"][
+            "conversations_per_day"]["limit"] is None
+        forbidden = client.get("/api/admin/usage", headers=alice)
+        assert forbidden.status_code == 403
+        assert forbidden.json()["error"]["code"] == "forbidden"
+        assert client.get("/api/admin/usage").status_code == 401  # not signed in at all
+        wait_until(lambda: client.get("/api/admin/usage", headers=boss).json()["days"][0]
+                   ["tokens"] > 0, "alice's tokens counted")
+        days = client.get("/api/admin/usage?days=1", headers=boss).json()["days"]
+        for bad in ("0", "91", "x", "1&days=2"):
+            response = client.get(f"/api/admin/usage?days={bad}", headers=boss)
+            assert response.status_code == 400
+            assert response.json()["error"]["code"] == "invalid_days"
+    today = datetime.now(UTC).date().isoformat()
+    assert {d["owner"]: (d["day"], d["answers"], d["conversations"]) for d in days} == {
+        "aad:alice": (today, 1, 1)}
+    assert days[0]["tokens"] > 0

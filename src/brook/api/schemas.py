@@ -338,6 +338,26 @@ class ListQuery(Model):
     limit: int = Field(100, ge=1, le=500, description="How many conversations at most.")
 
 
+class UsageQuery(Model):
+    days: int = Field(7, ge=1, le=90, description="How many days back, today included (UTC).")
+
+
+class OwnerDay(Model):
+    day: date
+    owner: str = Field(description="The owner: `anon:<id>` for an anonymous browser, or the "
+                                   "signed-in user's id.")
+    answers: int = Field(ge=0, description="Answers started that day.")
+    tokens: int = Field(ge=0, description="Tokens of that day's answers that have ended.")
+    conversations: int = Field(ge=0, description="Conversations started that day (counted "
+                                                 "where a limit on them is on).")
+
+
+class UsageByOwner(Model):
+    """Every owner's usage per day, newest day first, most tokens first."""
+
+    days: list[OwnerDay]
+
+
 class StreamQuery(Model):
     after: int | None = Field(None, ge=0, description="Resume after this event id (the "
                                                       "Last-Event-ID header wins).")

@@ -1,6 +1,7 @@
 """Usage and limits: an owner's use of their limits today, and the 429 of a request over one.
 
-(Its routes register on the blueprint when api/conversations.py imports it.)
+(Its routes register on the blueprint when api/conversations.py imports it; so do those of
+api/admin.py, imported here.)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from ..chat.service import ChatService, LimitExceeded, Quota
 from ..db import get_session
 from ..errors import APIError
 from ..identity import current_owner, is_admin, signed_in
+from . import admin as admin  # its routes register on bp
 from . import bp, schemas
 from .openapi import operation
 from .serialize import respond

@@ -82,6 +82,16 @@ def _lock_statement(dialect: str) -> Any:
                 USAGE.c.minute_answers)
 
 
+def _add_answer_statement(dialect: str) -> Any:
+    """Count an answer in its owner's row of today, without a check (no limit applies)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(USAGE).values(owner=bindparam("b_owner"), day=bindparam("b_day"),
+                                     answers=1, tokens=0, conversations=0, minute_answers=0)
+    return statement.on_conflict_do_update(
+        index_elements=[USAGE.c.owner, USAGE.c.day],
+        set_={"answers": USAGE.c.answers + 1})
+
+
 def _add_tokens_statement(dialect: str) -> Any:
     """Add tokens to the row of an answer's owner (found from the answer) and of everyone."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -103,7 +113,8 @@ def _statement(name: str, connection: Connection) -> Any:
     dialect = connection.dialect.name
     statement = _STATEMENTS.get((name, dialect))
     if statement is None:
-        build = _lock_statement if name == "lock" else _add_tokens_statement
+        build = {"lock": _lock_statement, "answer": _add_answer_statement,
+                 "tokens": _add_tokens_statement}[name]
         statement = _STATEMENTS[(name, dialect)] = build(dialect)
     return statement
 
@@ -188,6 +199,12 @@ class Limits:
         connection.execute(COUNT_ANSWER, {"b_owner": owner, "b_day": now.date(),
                                           "b_minute": minute, "b_minute_answers": in_minute + 1})
 
+    @staticmethod
+    def count_answer(connection: Connection, owner: str, now: datetime) -> None:
+        """Count an answer to which no limit applies (an admin's, or with the limits off)."""
+        connection.execute(_statement("answer", connection),
+                           {"b_owner": owner, "b_day": now.date()})
+
     def admit_conversation(self, connection: Connection, owner: str, quota: Quota | None,
                            now: datetime) -> None:
         """Count a new conversation of `owner`'s, or raise `LimitExceeded`."""
@@ -252,3 +269,14 @@ class Limits:
             "resets_at": tomorrow(now)}
         return {"day": day, "answers_today": row.answers if row else 0,
                 "tokens_today": row.tokens if row else 0, "limits": limits}
+
+
+def per_owner(connection: Connection, since: date) -> list[dict[str, Any]]:
+    """Each owner's answers, tokens and conversations per day since `since` (the admins'
+    view), newest day first, most tokens first; the deployment's row is left out."""
+    rows = connection.execute(
+        select(USAGE.c.day, USAGE.c.owner, USAGE.c.answers, USAGE.c.tokens,
+               USAGE.c.conversations)
+        .where(USAGE.c.day >= since, USAGE.c.owner != EVERYONE)
+        .order_by(USAGE.c.day.desc(), USAGE.c.tokens.desc(), USAGE.c.owner))
+    return [dict(row._mapping) for row in rows]

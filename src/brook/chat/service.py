@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,7 +29,7 @@ from ..providers import Provider
 from .admission import Admission, Overloaded
 from .answers import Writer
 from .bus import BadOffset, Events, LocalBus, final_events
-from .limits import LimitExceeded, Limits, Quota
+from .limits import LimitExceeded, Limits, Quota, per_owner
 from .liveness import Heartbeat, forget_old_workers, gone, orphans, surviving_text, worker_id
 from .stored import deleted_event, stored_events
 from .tokens import TokenCounter
@@ -143,6 +144,11 @@ class ChatService:
         """An owner's use of each limit today."""
         return self.limits.usage(autocommit(session).connection(), owner, quota, utcnow())
 
+    def usage_by_owner(self, session: Session, days: int) -> list[dict[str, object]]:
+        """Every owner's usage per day over the last `days` days (UTC), for admins."""
+        since = utcnow().date() - timedelta(days=days - 1)
+        return per_owner(autocommit(session).connection(), since)
+
     def send(self, session: Session, conversation_id: uuid.UUID, owner: str, content: str,
              quota: Quota | None = None) -> tuple[Message, Message]:
         """Store the user's message and an empty streaming answer, then start generating.
@@ -174,6 +180,8 @@ class ChatService:
         if quota is not None and (quota.answers_per_minute or quota.concurrent_answers
                                   or quota.tokens_per_day or self.limits.budget):
             self._within_limits(session, self.limits.admit_answer, owner, quota)
+        else:  # counted all the same, for the usage shown
+            self.limits.count_answer(session.connection(), owner, utcnow())
 
     @staticmethod
     def _within_limits(session: Session, admit: Callable[..., None], owner: str,
