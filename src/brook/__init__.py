@@ -14,7 +14,7 @@ from azure.core.credentials import TokenCredential
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import assets, database, db, errors, identity
+from . import assets, database, db, errors
 from .chat.bus import LocalBus
 from .chat.redis_bus import RedisBus
 from .chat.service import ChatService
@@ -57,7 +57,6 @@ def create_app(env: Mapping[str, str] | None = None, *,
         MAX_CONTENT_LENGTH=settings.max_message_chars * 4 + 64 * 1024,
         JSON_SORT_KEYS=False,
     )
-    app.session_interface = identity.SessionCookie()  # Secure over HTTPS
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
@@ -82,10 +81,12 @@ def create_app(env: Mapping[str, str] | None = None, *,
     app.extensions["brook.chat"] = chat
     atexit.register(chat.close)
 
-    from . import api, web
+    from . import api, auth, web
 
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
+    if settings.auth_mode == "oidc":
+        auth.init_app(app, settings)
     return app
 
 

@@ -62,7 +62,13 @@ class _SessionInterface(SecureCookieSessionInterface):
     the cookie anew on every API call costs as much as some of the calls themselves: a
     session unchanged since today's first response keeps its cookie, whose year of life
     starts again each day the owner comes back.
+
+    The cookie is marked Secure whenever the request came over HTTPS, directly or through
+    TRUSTED_PROXIES that say so in X-Forwarded-Proto (or always, with SESSION_COOKIE_SECURE).
     """
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
 
     def should_set_cookie(self, app: Flask, session: SessionMixin) -> bool:
         if request.endpoint == "static":

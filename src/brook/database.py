@@ -276,3 +276,12 @@ def autocommit(session: Session) -> Session:
     """
     session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     return session
+
+
+def move_conversations(session: Session, old_owner: str, new_owner: str) -> int:
+    """Give every conversation of `old_owner` to `new_owner` (an anonymous browser's, when
+    its user signs in), in one statement; commits. Returns how many moved."""
+    result = session.execute(text("UPDATE conversations SET owner = :new WHERE owner = :old"),
+                             {"new": new_owner, "old": old_owner})
+    session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -18,8 +18,7 @@ import secrets
 from datetime import date
 from typing import Any
 
-from flask import Flask, Request, current_app, g, request, session
-from flask.sessions import SecureCookieSessionInterface
+from flask import current_app, g, request, session
 
 from .config import Settings
 from .errors import APIError
@@ -103,11 +102,3 @@ def is_admin() -> bool:
     email = signed_in_email()
     return email is not None and email in _settings().admin_emails
 
-
-class SessionCookie(SecureCookieSessionInterface):
-    """Flask's signed cookie session, marked Secure whenever the request came over HTTPS
-    (directly, or through TRUSTED_PROXIES that say so in X-Forwarded-Proto)."""
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        req: Request = request
-        return bool(app.config["SESSION_COOKIE_SECURE"]) or req.is_secure

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, render_template
 
 from .config import MODEL_HELP, Settings
-from .identity import current_owner
+from .identity import current_owner, signed_in, signed_in_email
 
 bp = Blueprint("web", __name__)
 
@@ -29,12 +29,18 @@ def index() -> str:
         # Give a new browser its owner cookie now, so the page's first API calls, made
         # at once, cannot each create a different anonymous owner.
         current_owner()
+    elif settings.auth_mode == "oidc" and not signed_in():
+        # The page's API calls would all be refused: a sign-in button instead.
+        return render_template("signin.html", app_name="Brook", title="Sign in",
+                               message="Sign in to use Brook.", sign_in=True, next_path="/")
     return render_template(
         "index.html",
         app_name="Brook",
         model_ready=settings.provider != "none",
         model_help=MODEL_HELP,
         max_message_chars=settings.max_message_chars,
+        sign_out=settings.auth_mode == "oidc",
+        email=signed_in_email(),
     )
 
 
