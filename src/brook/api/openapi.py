@@ -31,7 +31,8 @@ REF = "#/components/schemas/{model}"
 SAFE = {"GET", "HEAD", "OPTIONS"}
 DESCRIPTION = """\
 Conversations, messages and streamed answers. Every operation acts for the current owner \
-(an anonymous, signed cookie, or the App Service signed-in principal): another owner's \
+(an anonymous, signed cookie, the App Service signed-in principal, or the user signed in \
+with OpenID Connect at /auth/login, a browser route outside this API): another owner's \
 conversation or message is a 404. Request bodies are JSON (`Content-Type: \
 application/json`). Requests that change data and come from another site (`Sec-Fetch-Site`, \
 or `Origin`) get 403 `cross_site_request`. A 503 carries `Retry-After`: try again after that \
@@ -123,7 +124,8 @@ def _errors(op: Operation, method: str) -> dict[int, str]:
     if method not in SAFE:
         add(403, "`cross_site_request`: sent from another site's page.")
     if op.uses_database:
-        add(401, "`unauthenticated`: App Service Authentication is on and no one signed in.")
+        add(401, "`unauthenticated`: sign-in is required (AUTH_MODE appservice or oidc) "
+                 "and no one signed in.")
         add(503, "`database_unavailable`, or `overloaded` (no database connection free "
                  "in time).")
     return {status: " ".join(why) for status, why in sorted(errors.items())}
