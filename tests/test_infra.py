@@ -137,6 +137,17 @@ NOT_SET = {
     "LOCAL_MODEL_QUEUE": "local model only",
     "LOCAL_MODEL_MAX_TOKENS": "local model only",
     "LOCAL_MODEL_THINKING": "local model only",
+    # Sign-in outside App Service Authentication: the operator's choice, set with `azd env
+    # set` or in the portal for now (Bicep parameters for them are still to come, issue 15).
+    "AUTH_MODE": "appservice when App Service Authentication is on (WEBSITE_AUTH_ENABLED), "
+                 "else anonymous; oidc is the operator's choice",
+    "OIDC_ISSUER": "only with AUTH_MODE=oidc, the operator's identity provider",
+    "OIDC_CLIENT_ID": "only with AUTH_MODE=oidc",
+    "OIDC_CLIENT_SECRET": "only with AUTH_MODE=oidc; a secret for the portal or Key Vault",
+    "OIDC_SCOPES": "only with AUTH_MODE=oidc; tunable with a default",
+    "AUTH_ALLOWED_EMAILS": "the operator's allow-list, if any",
+    "AUTH_ALLOWED_DOMAINS": "the operator's allow-list, if any",
+    "ADMIN_EMAILS": "the operator's admins, if any",
     "SIGNED_IN_LIMIT_ANSWERS_PER_MINUTE": SIGNED_IN_ONLY,
     "SIGNED_IN_LIMIT_CONCURRENT_ANSWERS": SIGNED_IN_ONLY,
     "SIGNED_IN_LIMIT_TOKENS_PER_DAY": SIGNED_IN_ONLY,
