@@ -49,8 +49,8 @@ WORKFLOWS = ROOT / ".github" / "workflows"
 # ----------------------------------------------------------------------------------------------
 
 PER_VISITOR = "a per-visitor limit on a public address (parameter "
-SIGNED_IN_ONLY = ("only with sign-in, where signed-in users differ: set with azd env or in the "
-                  "portal (unset: the same as everyone's)")
+SIGNED_IN_ONLY = ("only with sign-in, where signed-in users differ: added to appSettings in "
+                  "infra/main.bicep (unset: the same as everyone's)")
 
 # Production settings the Bicep must set on App Service, and why.
 SET_BY_BICEP = {
@@ -137,8 +137,9 @@ NOT_SET = {
     "LOCAL_MODEL_QUEUE": "local model only",
     "LOCAL_MODEL_MAX_TOKENS": "local model only",
     "LOCAL_MODEL_THINKING": "local model only",
-    # Sign-in outside App Service Authentication: the operator's choice, set with `azd env
-    # set` or in the portal for now (Bicep parameters for them are still to come, issue 15).
+    # Sign-in outside App Service Authentication: the operator's choice, added to appSettings
+    # in infra/main.bicep for now (a portal setting does not survive `azd provision`; Bicep
+    # parameters for them are still to come, issue 15; docs/deploy.md says so).
     "AUTH_MODE": "appservice when App Service Authentication is on (WEBSITE_AUTH_ENABLED), "
                  "else anonymous; oidc is the operator's choice",
     "OIDC_ISSUER": "only with AUTH_MODE=oidc, the operator's identity provider",
