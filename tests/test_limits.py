@@ -128,7 +128,7 @@ def test_concurrent_answers_and_regenerate_and_edit_count_too(
     with live.client() as client, live.client() as other:
         conversations = [new_conversation(client) for _ in range(3)]
         first = send(client, conversations[0], "one")
-        send(client, conversations[1], "two")
+        second = send(client, conversations[1], "two")
         error = refused(post_message(client, conversations[2]), "concurrent_answers")
         assert error["resets_at"] is None
         assert messages_of(client, conversations[2]) == []
@@ -144,7 +144,10 @@ def test_concurrent_answers_and_regenerate_and_edit_count_too(
         refused(client.patch(f"/api/messages/{user_id}", json={"content": "one again"}),
                 "concurrent_answers")
         assert next(m["content"] for m in messages_of(client, conversations[0])) == "one"
-        client.post(f"/api/messages/{third['assistant_message']['id']}/stop", json={})
+        for conversation_id, sent in ((conversations[1], second), (conversations[2], third)):
+            answer_id = sent["assistant_message"]["id"]
+            client.post(f"/api/messages/{answer_id}/stop", json={})
+            wait_for_answer(client, conversation_id, answer_id)  # none left for the next test
 
 
 def test_tokens_per_day_and_the_budget(make_app: AppFactory, serve: Serve, database_url: str,

@@ -65,6 +65,9 @@ class Writer:
 
     def _generate(self, live: LiveAnswer, prompt: list[ChatMessage]) -> None:
         usage: Usage | None = None
+        # However the answer ends (here, by Stop, by a drain), `end` adds its tokens to its
+        # owner's usage: what the model reported by then, else an estimate.
+        live.count_tokens = lambda text: self._tokens(prompt, usage, text)
         error: dict[str, str] | None = None
         status = "complete"
         try:
@@ -89,15 +92,10 @@ class Writer:
             log.exception("answer %s failed", live.message_id)
             status, error = "error", dict(INTERNAL_ERROR)
         finally:
-            def count(text: str) -> int:
-                return self._tokens(prompt, usage, text)
-
-            ended = self.end(live, status, None if usage is None else {
+            self.end(live, status, None if usage is None else {
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
-            }, error, count)
-            if not ended:  # ended by Stop or a drain first: its tokens count all the same
-                self._add_tokens(live.message_id, count, live.text())
+            }, error)
 
     def _tokens(self, prompt: list[ChatMessage], usage: Usage | None, text: str) -> int:
         """An answer's tokens for its owner's usage (chat/limits.py): what the model
@@ -107,20 +105,20 @@ class Writer:
         return (sum(self.counter.count_message(m) for m in prompt)
                 + self.counter.count_text(text))
 
-    def _add_tokens(self, message_id: uuid.UUID, count: Callable[[str], int],
-                    text: str) -> None:
+    def _add_tokens(self, live: LiveAnswer, text: str) -> None:
+        if live.count_tokens is None:  # never generated here (a unit test's bare answer)
+            return
         try:
             with autocommit(self.sessions()) as session:
-                self.limits.add_tokens(session.connection(), message_id, count(text),
-                                       utcnow().date())
+                self.limits.add_tokens(session.connection(), live.message_id,
+                                       live.count_tokens(text), utcnow().date())
         except Exception:
-            log.exception("could not count the tokens of %s", message_id)
+            log.exception("could not count the tokens of %s", live.message_id)
 
     def end(self, live: LiveAnswer, status: str, usage: dict[str, Any] | None = None,
-            error: dict[str, str] | None = None,
-            count: Callable[[str], int] | None = None) -> bool:
-        """End an answer: freeze its text, write it once (and, with `count`, add its tokens
-        to its owner's usage), then end every reader's stream; whether this call ended it.
+            error: dict[str, str] | None = None) -> bool:
+        """End an answer: freeze its text, write it once and add its tokens to its owner's
+        usage, then end every reader's stream; whether this call ended it.
 
         Every ending goes through here (the generator's, Stop's, a drain's); the first
         caller wins and the rest return. The generator, if still running, stops at its next
@@ -144,8 +142,7 @@ class Writer:
             except Exception:
                 log.exception("could not store the final answer %s", live.message_id)
             finally:
-                if count is not None:
-                    self._add_tokens(live.message_id, count, text)
+                self._add_tokens(live, text)
                 live.finish(status, usage, error)
                 self.bus.published(live)
             return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 
@@ -33,6 +34,8 @@ class LiveAnswer:
         # the first text; `progress_seq` counts the reports.
         self.progress: dict[str, Any] | None = None
         self.progress_seq = 0
+        # The answer's tokens for its owner's usage, given its final text (set by the writer).
+        self.count_tokens: Callable[[str], int] | None = None
         self._text = ""
         self._tail: list[str] = []
         self._sealed = False
