@@ -310,6 +310,16 @@ def test_the_page_shows_usage_and_a_limit_with_its_reset_time(
     # The answer's tokens are counted before its end reaches the page.
     expect(usage).not_to_have_text(re.compile(r"Today: 0 tokens"))
     expect(usage).to_have_text(re.compile(r"^Today: \d+ tokens · [\d,]+ left$"))
+    # Each answer's own tokens, on demand; the same after a reload.
+    for _ in range(2):
+        button = answer.get_by_role("button", name="Tokens used")
+        answer.hover()
+        button.click()
+        expect(button).to_have_attribute("aria-expanded", "true")
+        expect(answer.locator(".usage-note")).to_have_text(re.compile(
+            r"^This answer used \d+ tokens: \d+ for the prompt, \d+ for the answer\.$"))
+        page.reload()
+        expect(answer).to_have_attribute("data-status", "complete")
 
     prompt.fill("And what is Flask?")
     prompt.press("Enter")

@@ -22,8 +22,9 @@ export function attach(record, url) {
       ui.follower.changed();
     },
     connection: (connection) => setConnection(record, connection),
-    end: (status, error) => {
+    end: (status, error, usage) => {
       if (state.streams.get(record.id) === stream) state.streams.delete(record.id);
+      record.usage = usage;
       setStatus(record, status, error);
       refreshUi();
       ui.follower.changed();

@@ -13,6 +13,7 @@ const PATHS = {
   stop: ["M7 7h10v10H7z"],
   send: ["M12 19V5", "M6 11l6-6 6 6"],
   down: ["M12 5v14", "M6 13l6 6 6-6"],
+  info: ["M12 3a9 9 0 1 0 0 18a9 9 0 1 0 0-18z", "M12 11v6", "M12 7.5v.5"],
 };
 
 export function icon(name) {

@@ -9,6 +9,7 @@ import {
   openConversation, recordOf, removeConversation, renameConversation, showNewChat,
   syncConversation,
 } from "./conversations.js";
+import { toggleUsage } from "./messages.js";
 import { refreshList } from "./refresh.js";
 import { Follower } from "./scroll.js";
 import { Sidebar } from "./sidebar.js";
@@ -78,6 +79,9 @@ els.messages.addEventListener("click", (event) => {
       break;
     case "edit":
       if (record) editAndResend(record);
+      break;
+    case "usage":
+      if (record) toggleUsage(record, button);
       break;
     default:
   }

@@ -40,8 +40,10 @@ function prototypeOf(role) {
     const statusLine = document.createElement("div");
     statusLine.className = "status-line";
     el.append(statusLine);
+    const usage = actionButton("info", "Tokens used", "usage");
+    usage.setAttribute("aria-expanded", "false");
     actions.append(actionButton("copy", "Copy", "copy-answer"),
-      actionButton("refresh", "Regenerate", "regenerate"));
+      actionButton("refresh", "Regenerate", "regenerate"), usage);
   }
   el.append(actions);
   PROTOTYPES[role] = el;
@@ -56,7 +58,10 @@ export function createMessage(msg, { defer = false } = {}) {
   el.dataset.id = msg.id;
   const content = el.children[1];
 
-  const record = { id: msg.id, role: msg.role, el, content, status: msg.status, error: null };
+  const record = {
+    id: msg.id, role: msg.role, el, content, status: msg.status, error: null,
+    usage: msg.usage || null,
+  };
   if (role === "user") {
     record.text = msg.content;
     content.textContent = msg.content;
@@ -201,6 +206,30 @@ export function updateActions(record, { isLast, busy }) {
   if (edit) edit.disabled = busy;
   const copy = record.el.querySelector("button[data-action=copy-answer]");
   if (copy) copy.hidden = streaming || !record.view.text;
+  const usage = record.el.querySelector("button[data-action=usage]");
+  if (usage) usage.hidden = streaming || !record.usage;
+}
+
+const count = new Intl.NumberFormat();
+
+/** Shows or hides an answer's token counts (its Tokens button), in its status line. */
+export function toggleUsage(record, button) {
+  const line = record.el.querySelector(":scope > .status-line");
+  const shown = line.querySelector(":scope > .usage-note");
+  button.setAttribute("aria-expanded", shown ? "false" : "true");
+  if (shown) {
+    shown.remove();
+    return;
+  }
+  const { prompt_tokens: prompt, completion_tokens: completion } = record.usage || {};
+  const note = document.createElement("p");
+  note.className = "note usage-note";
+  const total = (prompt || 0) + (completion || 0);
+  note.textContent = `This answer used ${count.format(total)} tokens: `
+    + `${prompt === null || prompt === undefined ? "?" : count.format(prompt)} for the prompt, `
+    + `${completion === null || completion === undefined ? "?" : count.format(completion)} `
+    + "for the answer.";
+  line.append(note);
 }
 
 /** Turns a user message into an edit box holding `draft`; resolves to the new text, or null

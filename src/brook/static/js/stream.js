@@ -28,7 +28,8 @@ function withAfter(url, after) {
  * hooks: render() after each batched update, progress(data) on a `progress` event (the
  * model's download and load before the first text; null once text comes or the answer
  * ends), error(error) on a server `error` event,
- * connection(state) with "live" or "reconnecting", end(status, error) when it is over,
+ * connection(state) with "live" or "reconnecting", end(status, error, usage) when it is
+ * over (usage: the answer's token counts, if known),
  * recover() -> Promise<message|null> to ask where the answer stands after the browser
  * gave up (null: give up too). */
 export class AnswerStream {
@@ -90,7 +91,7 @@ export class AnswerStream {
       if (source !== this.source) return;
       const data = parseData(event) || {};
       if (data.status === "interrupted") this.interrupted();
-      else this.finish(data.status || "complete", this.error);
+      else this.finish(data.status || "complete", this.error, data.usage || null);
     });
   }
 
@@ -160,17 +161,17 @@ export class AnswerStream {
       this.connect(this.lastId); // the server resumes after the last event we got
     } else if (message) {
       this.view.setText(message.content || "");
-      this.finish(message.status, message.error);
+      this.finish(message.status, message.error, message.usage || null);
     } else {
       this.finish("error", { code: "not_found", message: "This answer is gone." });
     }
   }
 
-  finish(status, error) {
+  finish(status, error, usage = null) {
     if (this.closed) return;
     this.close();
     this.view.render(true);
-    this.hooks.end(status, error);
+    this.hooks.end(status, error, usage);
   }
 
   close() {
