@@ -305,8 +305,12 @@ def cluster_env(fake: FakeModelServer, database_url: str, redis_url: str,
 def cluster(tmp_path: Path, fake: FakeModelServer, pg_url: str,
             redis_server: RedisServer) -> Iterator[tuple[Server, Server]]:
     """Two `brook serve` processes sharing a Redis and a PostgreSQL, with no affinity."""
-    env = cluster_env(fake, pg_url, redis_server.url)
-    a, b = Server(tmp_path, env, "a"), Server(tmp_path, env, "b")
+    yield from two_servers(tmp_path, cluster_env(fake, pg_url, redis_server.url))
+
+
+def two_servers(path: Path, env: dict[str, str]) -> Iterator[tuple[Server, Server]]:
+    """Two `brook serve` processes, "a" and "b", with one environment (for a fixture)."""
+    a, b = Server(path, env, "a"), Server(path, env, "b")
     a.start()
     b.start()
     yield a, b

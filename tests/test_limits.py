@@ -29,6 +29,7 @@ from .conftest import (
     new_conversation,
     read_events,
     send,
+    two_servers,
     wait_for_answer,
     wait_until,
 )
@@ -262,12 +263,7 @@ def two(request: pytest.FixtureRequest, tmp_path: Path, fake: FakeModelServer, p
     env = cluster_env(fake, pg_url, redis_url, LIMIT_ANSWERS_PER_MINUTE="3")
     if not redis_url:
         del env["REDIS_URL"]
-    a, b = Server(tmp_path, env, "a"), Server(tmp_path, env, "b")
-    a.start()
-    b.start()
-    yield a, b
-    a.stop()
-    b.stop()
+    yield from two_servers(tmp_path, env)
 
 
 @pytest.mark.slow

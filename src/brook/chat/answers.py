@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..config import Settings
@@ -105,13 +105,12 @@ class Writer:
         return (sum(self.counter.count_message(m) for m in prompt)
                 + self.counter.count_text(text))
 
-    def _add_tokens(self, live: LiveAnswer, text: str) -> None:
+    def _add_tokens(self, connection: Connection, live: LiveAnswer, text: str) -> None:
         if live.count_tokens is None:  # never generated here (a unit test's bare answer)
             return
         try:
-            with autocommit(self.sessions()) as session:
-                self.limits.add_tokens(session.connection(), live.message_id,
-                                       live.count_tokens(text), utcnow().date())
+            self.limits.add_tokens(connection, live.message_id, live.count_tokens(text),
+                                   utcnow().date())
         except Exception:
             log.exception("could not count the tokens of %s", live.message_id)
 
@@ -132,17 +131,19 @@ class Writer:
             text = live.seal()
             tokens = usage or {}
             try:
-                with autocommit(self.sessions()) as session:  # one statement
-                    session.connection().execute(FINAL, {
+                # The final write, then the tokens: statements of their own on one connection.
+                with autocommit(self.sessions()) as session:
+                    connection = session.connection()
+                    connection.execute(FINAL, {
                         "b_id": live.message_id, "b_content": text, "b_status": status,
                         "b_error": error, "b_now": utcnow(),
                         "b_prompt": tokens.get("prompt_tokens"),
                         "b_completion": tokens.get("completion_tokens"),
                     })
+                    self._add_tokens(connection, live, text)
             except Exception:
                 log.exception("could not store the final answer %s", live.message_id)
             finally:
-                self._add_tokens(live, text)
                 live.finish(status, usage, error)
                 self.bus.published(live)
             return True

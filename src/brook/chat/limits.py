@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
@@ -64,6 +65,14 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 def _count(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _check(limit: str, value: int, used: Callable[[], int], resets_at: datetime | None,
+           now: datetime, message: str) -> None:
+    """Raise `LimitExceeded` if the limit is on (`value` not 0) and `used()` has reached it;
+    `used` is asked only then (it may be a query)."""
+    if value and used() >= value:
+        raise LimitExceeded(limit, value, resets_at, message, now)
 
 
 def tomorrow(now: datetime) -> datetime:
@@ -172,31 +181,23 @@ class Limits:
         if quota is None:
             return
         row = self._lock(connection, owner, now)
+        day = now.date()
         minute = now.replace(second=0, microsecond=0)
         in_minute = row.minute_answers if _aware(row.minute) == minute else 0
-        if quota.answers_per_minute and in_minute >= quota.answers_per_minute:
-            raise LimitExceeded(
-                "answers_per_minute", quota.answers_per_minute, minute + timedelta(minutes=1),
-                f"You may start {_count(quota.answers_per_minute, 'answer')} a minute, and "
-                "this minute's are used.", now)
-        if quota.tokens_per_day and row.tokens >= quota.tokens_per_day:
-            raise LimitExceeded(
-                "tokens_per_day", quota.tokens_per_day, tomorrow(now),
-                f"You have used today's {quota.tokens_per_day:,} tokens.", now)
-        if self.budget:
-            used = connection.execute(EVERYONES_TOKENS, {"b_day": now.date()}).scalar() or 0
-            if used >= self.budget:
-                raise LimitExceeded(
-                    "budget_tokens_per_day", self.budget, tomorrow(now),
-                    "This Brook has used all the tokens it may use today.", now)
-        if quota.concurrent_answers:
-            streaming = connection.execute(STREAMING, {"b_owner": owner}).scalar_one()
-            if streaming >= quota.concurrent_answers:
-                raise LimitExceeded(
-                    "concurrent_answers", quota.concurrent_answers, None,
-                    f"You may have {_count(quota.concurrent_answers, 'answer')} written at "
-                    "once: wait for one to finish.", now)
-        connection.execute(COUNT_ANSWER, {"b_owner": owner, "b_day": now.date(),
+        _check("answers_per_minute", quota.answers_per_minute, lambda: in_minute,
+               minute + timedelta(minutes=1), now,
+               f"You may start {_count(quota.answers_per_minute, 'answer')} a minute, and "
+               "this minute's are used.")
+        _check("tokens_per_day", quota.tokens_per_day, lambda: row.tokens, tomorrow(now), now,
+               f"You have used today's {quota.tokens_per_day:,} tokens.")
+        _check("budget_tokens_per_day", self.budget,
+               lambda: connection.execute(EVERYONES_TOKENS, {"b_day": day}).scalar() or 0,
+               tomorrow(now), now, "This Brook has used all the tokens it may use today.")
+        _check("concurrent_answers", quota.concurrent_answers,
+               lambda: connection.execute(STREAMING, {"b_owner": owner}).scalar_one(), None,
+               now, f"You may have {_count(quota.concurrent_answers, 'answer')} written at "
+               "once: wait for one to finish.")
+        connection.execute(COUNT_ANSWER, {"b_owner": owner, "b_day": day,
                                           "b_minute": minute, "b_minute_answers": in_minute + 1})
 
     @staticmethod
@@ -211,18 +212,14 @@ class Limits:
         if quota is None:
             return
         row = self._lock(connection, owner, now)
-        if quota.conversations_per_day and row.conversations >= quota.conversations_per_day:
-            raise LimitExceeded(
-                "conversations_per_day", quota.conversations_per_day, tomorrow(now),
-                f"You may start {_count(quota.conversations_per_day, 'conversation')} a "
-                "day, and today's are used.", now)
-        if quota.stored_conversations:
-            stored = connection.execute(STORED, {"b_owner": owner}).scalar_one()
-            if stored >= quota.stored_conversations:
-                raise LimitExceeded(
-                    "stored_conversations", quota.stored_conversations, None,
-                    f"You may keep {_count(quota.stored_conversations, 'conversation')}: "
-                    "delete one to start another.", now)
+        _check("conversations_per_day", quota.conversations_per_day, lambda: row.conversations,
+               tomorrow(now), now,
+               f"You may start {_count(quota.conversations_per_day, 'conversation')} a day, "
+               "and today's are used.")
+        _check("stored_conversations", quota.stored_conversations,
+               lambda: connection.execute(STORED, {"b_owner": owner}).scalar_one(), None, now,
+               f"You may keep {_count(quota.stored_conversations, 'conversation')}: delete "
+               "one to start another.")
         connection.execute(COUNT_CONVERSATION, {"b_owner": owner, "b_day": now.date()})
 
     def add_tokens(self, connection: Connection, message_id: uuid.UUID, tokens: int,
