@@ -1,21 +1,19 @@
 """OpenID Connect sign-in (AUTH_MODE=oidc) against a real OpenID provider.
 
-The provider is oidc-provider-mock: a standards-compliant OpenID provider built on
-Authlib's server side (discovery, JWKS, RS256-signed ID tokens carrying the request's
-nonce, the authorization code grant), served over real HTTP on a free port of localhost.
-Its authorization page is a form that signs in whichever subject is posted to it. Brook
-runs in werkzeug's threaded server; httpx plays the browser, one redirect at a time.
+The provider is oidc-provider-mock, a standards-compliant OpenID provider built on Authlib's
+server side, in a process of its own (tests/oidcprovider.py) on a free port of localhost,
+started once for this module. Its authorization page is a form that signs in whichever
+subject is posted to it. Brook runs in werkzeug's threaded server; httpx plays the browser,
+one redirect at a time.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import io
-import threading
-import warnings
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -23,23 +21,13 @@ import httpx
 import pytest
 from flask import Flask
 from playwright.sync_api import Page, expect
-from werkzeug.serving import make_server
+from sqlalchemy import select
 
-from brook.models import Conversation
+from brook.models import Conversation, Usage
 
-from .conftest import AppFactory, LiveServer
+from .conftest import AppFactory, LiveServer, new_conversation, send, wait_for_answer, wait_until
+from .oidcprovider import OidcProvider, User
 from .test_a11y import axe_violations, serve_axe
-
-with warnings.catch_warnings():  # the provider imports authlib.jose, which Authlib deprecates
-    warnings.simplefilter("ignore")
-    from oidc_provider_mock import User
-    from oidc_provider_mock import app as provider_app
-
-# The provider (in this process) uses Authlib APIs that Authlib now deprecates.
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:get_jwt_config:DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore::authlib.deprecate.AuthlibDeprecationWarning"),
-]
 
 ANN = User(sub="ann-1", claims={"email": "Ann@Example.com", "email_verified": True,
                                  "name": "Ann Example"})
@@ -48,34 +36,11 @@ UNVERIFIED = User(sub="mallory-1", claims={"email": "mallory@example.com",
                                            "email_verified": False})
 
 
-@dataclass
-class Provider:
-    url: str
-    token_requests: list[dict[str, list[str]]] = field(default_factory=list)
-
-
 @pytest.fixture(scope="module")
-def provider() -> Iterator[Provider]:
-    app = provider_app(require_nonce=True, user_claims=[ANN, EVE, UNVERIFIED])
-    recorded: list[dict[str, list[str]]] = []
-
-    def recording(environ: dict[str, Any], start_response: Any) -> Any:
-        """Keep each token request's form (to check Brook's PKCE verifier)."""
-        if environ.get("PATH_INFO") == "/oauth2/token":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(length)
-            recorded.append(parse_qs(body.decode()))
-            environ["wsgi.input"] = io.BytesIO(body)
-        return app(environ, start_response)
-
-    server = make_server("localhost", 0, recording, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield Provider(f"http://localhost:{server.server_port}", recorded)
-    finally:
-        server.shutdown()
-        server.server_close()
+def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    log = tmp_path_factory.mktemp("oidc") / "provider.log"
+    with OidcProvider(log, [ANN, EVE, UNVERIFIED], require_nonce=True) as provider:
+        yield provider
 
 
 OidcSite = Callable[..., LiveServer]
@@ -83,7 +48,10 @@ OidcSite = Callable[..., LiveServer]
 
 @pytest.fixture
 def oidc_site(make_app: AppFactory, serve: Callable[[Flask], LiveServer],
-              provider: Provider) -> OidcSite:
+              provider: OidcProvider, request: pytest.FixtureRequest) -> OidcSite:
+    assert request.node.get_closest_marker("slow"), (
+        "this test uses the OpenID provider's process: mark it @pytest.mark.slow")
+
     def start(**overrides: str) -> LiveServer:
         env = {"AUTH_MODE": "oidc", "OIDC_ISSUER": provider.url, "OIDC_CLIENT_ID": "brook",
                "OIDC_CLIENT_SECRET": "brook-secret", "ADMIN_EMAILS": "ann@example.com"}
@@ -127,7 +95,8 @@ def me(client: httpx.Client) -> dict[str, Any]:
     return body
 
 
-def test_sign_in_and_out(oidc_site: OidcSite, provider: Provider) -> None:
+@pytest.mark.slow  # the OpenID provider's process
+def test_sign_in_and_out(oidc_site: OidcSite, provider: OidcProvider) -> None:
     site = oidc_site()
     with site.client() as client:
         assert me(client) == {"mode": "oidc", "signed_in": False, "email": None, "name": None,
@@ -151,7 +120,7 @@ def test_sign_in_and_out(oidc_site: OidcSite, provider: Provider) -> None:
         assert response.status_code == 303, response.text
         assert response.headers["location"] == "/#c=later"
         # PKCE: the token request carried the verifier of the challenge sent.
-        verifier = provider.token_requests[-1]["code_verifier"][0]
+        verifier = provider.token_requests()[-1]["code_verifier"][0]
         digest = hashlib.sha256(verifier.encode()).digest()
         assert base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == \
             asked["code_challenge"][0]
@@ -185,6 +154,7 @@ def test_sign_in_and_out(oidc_site: OidcSite, provider: Provider) -> None:
         assert titles == ["Mine"]
 
 
+@pytest.mark.slow  # the OpenID provider's process
 def test_next_is_only_a_local_path(oidc_site: OidcSite) -> None:
     site = oidc_site()
     for target in ("https://evil.test/", "//evil.test/x", "/\\evil.test", "javascript:x"):
@@ -193,6 +163,7 @@ def test_next_is_only_a_local_path(oidc_site: OidcSite) -> None:
             assert response.headers["location"] == "/", target
 
 
+@pytest.mark.slow  # the OpenID provider's process
 def test_allow_lists_refuse_others(oidc_site: OidcSite) -> None:
     site = oidc_site(AUTH_ALLOWED_DOMAINS="example.com", AUTH_ALLOWED_EMAILS="eve@other.test")
     with site.client() as client:
@@ -207,6 +178,7 @@ def test_allow_lists_refuse_others(oidc_site: OidcSite) -> None:
         assert me(client)["email"] == "ann@example.com"
 
 
+@pytest.mark.slow  # the OpenID provider's process
 def test_tampered_state_is_refused(oidc_site: OidcSite) -> None:
     site = oidc_site()
     with site.client() as client, site.client() as other:
@@ -221,6 +193,7 @@ def test_tampered_state_is_refused(oidc_site: OidcSite) -> None:
         assert me(client)["signed_in"] is False
 
 
+@pytest.mark.slow  # the OpenID provider's process
 def test_wrong_nonce_is_refused(oidc_site: OidcSite) -> None:
     site = oidc_site()
     with site.client() as client:
@@ -232,29 +205,94 @@ def test_wrong_nonce_is_refused(oidc_site: OidcSite) -> None:
         assert me(client)["signed_in"] is False
 
 
-def test_anonymous_conversations_move_to_the_signed_in_owner(
-        oidc_site: OidcSite, make_app: AppFactory) -> None:
-    site = oidc_site()
-    app = site.app
-    sessions = app.extensions["brook.sessions"]
-    with sessions() as db:
-        db.add_all([Conversation(owner="anon:before", title="Asked before signing in"),
-                    Conversation(owner="anon:someone-else", title="Not mine")])
-        db.commit()
-    # The cookie an anonymous browser carries (as before AUTH_MODE=oidc was set).
-    cookie = app.session_interface.get_signing_serializer(app).dumps(  # type: ignore[attr-defined]
-        {"owner": "anon:before"})
-    with site.client() as client:
-        client.cookies.set("brook_session", cookie, domain="127.0.0.1")
-        assert sign_in(client).status_code == 303
-        titles = [c["title"] for c in client.get("/api/conversations").json()["conversations"]]
-        assert titles == ["Asked before signing in"]
-    with sessions() as db:
-        owners = {c.title: c.owner for c in db.query(Conversation)}
-    assert owners["Not mine"] == "anon:someone-else"
-    assert owners["Asked before signing in"].startswith("oidc:localhost:")
+# The limits on, so that GET /api/usage shows what is used against them.
+LIMITS = {"LIMIT_ANSWERS_PER_MINUTE": "50", "LIMIT_TOKENS_PER_DAY": "100000",
+          "LIMIT_CONVERSATIONS_PER_DAY": "20", "LIMIT_STORED_CONVERSATIONS": "50",
+          "BUDGET_TOKENS_PER_DAY": "0"}
 
 
+def answer(client: httpx.Client, conversation_id: str, content: str = "hi") -> None:
+    """Ask, and wait for the answer to end and its tokens to be counted."""
+    before = client.get("/api/usage").json()["tokens_today"]
+    sent = send(client, conversation_id, content)
+    wait_for_answer(client, conversation_id, sent["assistant_message"]["id"])
+    wait_until(lambda: client.get("/api/usage").json()["tokens_today"] > before,
+               "the answer's tokens counted")
+
+
+def owner_of(site: LiveServer, conversation_id: str) -> str:
+    with site.app.extensions["brook.sessions"]() as db:
+        owner: str = db.get_one(Conversation, uuid.UUID(conversation_id)).owner
+    return owner
+
+
+def this_minute() -> datetime:
+    return datetime.now(UTC).replace(second=0, microsecond=0)
+
+
+@pytest.mark.slow  # the OpenID provider's process
+def test_signing_in_keeps_the_anonymous_conversations_and_usage(
+        oidc_site: OidcSite, make_app: AppFactory, serve: Callable[[Flask], LiveServer],
+        database_url: str) -> None:
+    """A Brook used anonymously (no AUTH_MODE) that then turns sign-in on: a browser's
+    conversations and today's usage go with it to the owner it signs in as, added to what
+    that owner used today elsewhere; another anonymous browser keeps its own."""
+    anonymous = serve(make_app(database_url, **LIMITS))  # the same database and secret key
+    site = oidc_site(DATABASE_URL=database_url, ADMIN_EMAILS="", **LIMITS)  # Ann: no admin
+    first_minute = this_minute()
+    with anonymous.client() as visitor, anonymous.client() as stranger, \
+            site.client() as elsewhere:
+        asked = new_conversation(visitor)
+        assert visitor.patch(f"/api/conversations/{asked}",
+                             json={"title": "Asked before signing in"}).status_code == 200
+        answer(visitor, asked)
+        answer(visitor, asked, "and again")
+        not_mine = new_conversation(stranger)
+        answer(stranger, not_mine)
+        anon = owner_of(anonymous, asked)
+        assert anon.startswith("anon:")
+        visitors = visitor.get("/api/usage").json()
+        strangers = stranger.get("/api/usage").json()
+        assert visitors["answers_today"] == 2
+        assert visitors["limits"]["conversations_per_day"]["used"] == 1
+
+        # Ann signed in elsewhere earlier today, and used Brook there too.
+        assert sign_in(elsewhere).status_code == 303
+        answer(elsewhere, new_conversation(elsewhere))
+        anns = elsewhere.get("/api/usage").json()
+        assert anns["answers_today"] == 1
+
+        # The visitor's browser, with the cookie of its anonymous owner, signs in as Ann.
+        with site.client() as client:
+            client.cookies.set("brook_session", visitor.cookies["brook_session"],
+                               domain="127.0.0.1")
+            assert sign_in(client).status_code == 303
+            assert me(client)["email"] == "ann@example.com"
+            usage = client.get("/api/usage").json()
+            titles = {c["title"] for c in client.get("/api/conversations").json()
+                      ["conversations"]}
+        last_minute = this_minute()
+
+        tokens = visitors["tokens_today"] + anns["tokens_today"]
+        assert usage["tokens_today"] == tokens
+        assert usage["answers_today"] == 3
+        limits = usage["limits"]
+        assert limits["tokens_per_day"]["used"] == tokens
+        assert limits["tokens_per_day"]["remaining"] == 100000 - tokens
+        assert limits["conversations_per_day"]["used"] == 2
+        assert limits["stored_conversations"]["used"] == 2
+        if first_minute == last_minute:  # else the minute's count is another minute's
+            assert limits["answers_per_minute"]["used"] == 3
+        assert "Asked before signing in" in titles
+        # The other anonymous browser keeps its conversation and its usage.
+        assert stranger.get("/api/usage").json()["tokens_today"] == strangers["tokens_today"]
+        assert owner_of(anonymous, not_mine) != owner_of(site, asked)
+    assert owner_of(site, asked).startswith("oidc:localhost:")
+    with site.app.extensions["brook.sessions"]() as db:
+        assert db.scalars(select(Usage).where(Usage.owner == anon)).all() == []
+
+
+@pytest.mark.slow  # the OpenID provider's process
 def test_cookie_is_secure_behind_https(oidc_site: OidcSite) -> None:
     site = oidc_site(TRUSTED_PROXIES="1")
     with site.client() as client:
@@ -283,6 +321,7 @@ def test_me_in_the_other_modes(make_app: AppFactory, serve: Callable[[Flask], Li
             "name": None, "admin": True}
 
 
+@pytest.mark.slow  # the OpenID provider's process
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_sign_in_button_in_the_browser(page: Page, oidc_site: OidcSite,
                                        scheme: Any) -> None:

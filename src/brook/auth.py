@@ -128,7 +128,7 @@ def callback() -> BaseResponse:
     owner = owner_id(str(claims["iss"]), str(claims["sub"]))
     previous = anonymous_owner()
     if previous is not None and previous.startswith("anon:"):
-        moved = database.move_conversations(get_session(), previous, owner)
+        moved = database.move_owner(get_session(), previous, owner)
         if moved:
             log.info("sign-in: %d anonymous conversations moved to the signed-in owner", moved)
     target = local_path(session.get(NEXT_KEY))

@@ -278,10 +278,44 @@ def autocommit(session: Session) -> Session:
     return session
 
 
-def move_conversations(session: Session, old_owner: str, new_owner: str) -> int:
-    """Give every conversation of `old_owner` to `new_owner` (an anonymous browser's, when
-    its user signs in), in one statement; commits. Returns how many moved."""
+# One day of an old owner's usage (a row DELETE ... RETURNING gave back) added to the new
+# owner's row of that day: the counts add up; of the two minute windows the later one is
+# kept, and its answers are added when both rows are in the same minute. SQLite (3.35+,
+# as for the limits' RETURNING) and PostgreSQL spell this upsert alike.
+_MERGE_USAGE = text(
+    "INSERT INTO usage (owner, day, answers, tokens, conversations, minute, minute_answers) "
+    "VALUES (:new, :day, :answers, :tokens, :conversations, :minute, :minute_answers) "
+    "ON CONFLICT (owner, day) DO UPDATE SET "
+    "answers = usage.answers + excluded.answers, "
+    "tokens = usage.tokens + excluded.tokens, "
+    "conversations = usage.conversations + excluded.conversations, "
+    "minute = CASE WHEN usage.minute IS NULL OR excluded.minute > usage.minute "
+    "THEN excluded.minute ELSE usage.minute END, "
+    "minute_answers = CASE WHEN excluded.minute = usage.minute "
+    "THEN usage.minute_answers + excluded.minute_answers "
+    "WHEN usage.minute IS NULL OR excluded.minute > usage.minute "
+    "THEN excluded.minute_answers ELSE usage.minute_answers END")
+
+
+def move_owner(session: Session, old_owner: str, new_owner: str) -> int:
+    """Give everything of `old_owner` to `new_owner` (an anonymous browser's, when its user
+    signs in), in one transaction; commits. Returns how many conversations moved.
+
+    The conversations change owner. The old owner's usage (table `usage`: what the limits
+    count) is merged into the new owner's, day by day (answers, tokens and conversations
+    add up; the later minute window is kept), so signing in neither hides today's usage
+    nor resets the limits. The old rows are deleted first and what that DELETE returns is
+    merged: a count added to them meanwhile (an answer that ends) is in what moves or, if
+    it waited for the rows' lock, stays the old owner's; none is lost between a copy and a
+    delete.
+    """
     result = session.execute(text("UPDATE conversations SET owner = :new WHERE owner = :old"),
                              {"new": new_owner, "old": old_owner})
+    moved = int(getattr(result, "rowcount", 0) or 0)
+    days = session.execute(
+        text("DELETE FROM usage WHERE owner = :old RETURNING day, answers, tokens, "
+             "conversations, minute, minute_answers"), {"old": old_owner}).mappings().all()
+    if days:
+        session.execute(_MERGE_USAGE, [{**day, "new": new_owner} for day in days])
     session.commit()
-    return int(getattr(result, "rowcount", 0) or 0)
+    return moved
