@@ -114,6 +114,9 @@ def test_killed_generator_ends_interrupted_for_readers_elsewhere(
         assert answer["status"] == "interrupted"
         assert answer["content"]
         assert text_of(events) == answer["content"]
+        # Its tokens count against the owner's day, estimated where the process died: the
+        # prompt rebuilt from the stored turns and the text that survived.
+        assert cb.get("/api/usage").json()["tokens_today"] > len(answer["content"].split())
 
 
 def test_redis_restarted_mid_answer(cluster: tuple[Server, Server],

@@ -369,3 +369,73 @@ def test_admins_see_every_owners_usage_and_have_no_limits(
     assert {d["owner"]: (d["day"], d["answers"], d["conversations"]) for d in days} == {
         "aad:alice": (today, 1, 1)}
     assert days[0]["tokens"] > 0
+
+
+def test_the_admins_page_shows_usage_per_owner_and_day(
+        make_app: AppFactory, serve: Serve, database_url: str) -> None:
+    live = serve(make_app(database_url, WEBSITE_AUTH_ENABLED="true",
+                          ADMIN_EMAILS="boss@example.com", BUDGET_TOKENS_PER_DAY="1000000"))
+    alice, boss = principal("alice", "alice@example.com"), principal("boss", "Boss@Example.com")
+    with live.client() as client:
+        for _ in range(2):
+            conversation_id = client.post("/api/conversations", json={},
+                                          headers=alice).json()["id"]
+            sent = client.post(f"/api/conversations/{conversation_id}/messages",
+                               json={"content": "<b>hi</b>"}, headers=alice).json()
+            read_events(client, sent["stream_url"], headers=alice)
+        wait_until(lambda: client.get("/api/admin/usage", headers=boss).json()["days"][0]
+                   ["tokens"] > 0, "alice's tokens counted")
+        tokens = client.get("/api/admin/usage", headers=boss).json()["days"][0]["tokens"]
+        # Who may see it: the admins only, signed in.
+        nobody = client.get("/admin/usage")
+        assert (nobody.status_code, nobody.headers["Content-Type"]) == (
+            401, "text/html; charset=utf-8")
+        assert client.get("/admin/usage", headers=alice).status_code == 403
+        assert "Usage of all visitors" not in client.get("/", headers=alice).text
+        assert 'href="/admin/usage"' in client.get("/", headers=boss).text
+        # What a bad `days` gets: a 400 page, nothing else.
+        for bad in ("0", "91", "x", "7&days=8", "07.5"):
+            response = client.get(f"/admin/usage?days={bad}", headers=boss)
+            assert response.status_code == 400, bad
+            assert "days must be one whole number from 1 to 90" in response.text
+        shown = client.get("/admin/usage?days=1", headers=boss)
+    assert shown.status_code == 200
+    assert "Content-Security-Policy" in shown.headers
+    today = datetime.now(UTC).date().isoformat()
+    assert f"{today} (today)" in shown.text
+    row = re.search(r'<th scope="row" class="owner">aad:alice</th><td>(\S+)</td><td>(\S+)</td>'
+                    r"<td>(\S+)</td>", shown.text)
+    assert row is not None, shown.text
+    assert row.groups() == ("2", f"{tokens:,}", "0")
+    assert f"1 visitor,\n        2 answers,\n        {tokens:,} tokens" in shown.text
+    assert "1,000,000 tokens a day" in shown.text
+    assert "aad:boss" not in shown.text  # the admin used nothing
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_admins_page_in_the_browser(
+        make_app: AppFactory, serve: Serve, sqlite_url: str, page: Page,
+        scheme: Literal["light", "dark"]) -> None:
+    live = serve(make_app(sqlite_url, WEBSITE_AUTH_ENABLED="true",
+                          ADMIN_EMAILS="boss@example.com"))
+    owner = principal("a-visitor-whose-id-is-long-" + "x" * 60, "v@example.com")
+    with live.client() as client:
+        conversation_id = client.post("/api/conversations", json={}, headers=owner).json()["id"]
+        sent = client.post(f"/api/conversations/{conversation_id}/messages",
+                           json={"content": "hi"}, headers=owner).json()
+        read_events(client, sent["stream_url"], headers=owner)
+    page.set_extra_http_headers(principal("boss", "boss@example.com"))
+    page.emulate_media(color_scheme=scheme)
+    serve_axe(page, live)
+    page.goto(live.url + "/")
+    page.get_by_role("link", name="Usage of all visitors").click()
+    expect(page).to_have_title("Usage · Brook")
+    days = page.get_by_label("Days")
+    expect(days).to_have_value("7")
+    expect(page.get_by_role("row", name=re.compile("a-visitor-whose-id-is-long"))).to_be_visible()
+    days.select_option("1")
+    page.get_by_role("button", name="Show").click()
+    expect(page).to_have_url(re.compile(r"/admin/usage\?days=1$"))
+    expect(page.get_by_role("heading", level=2)).to_contain_text("(today)")
+    assert axe_violations(page, live) == []

@@ -81,10 +81,11 @@ def create_app(env: Mapping[str, str] | None = None, *,
     app.extensions["brook.chat"] = chat
     atexit.register(chat.close)
 
-    from . import api, auth, web
+    from . import admin, api, auth, web
 
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
+    app.register_blueprint(admin.bp)
     if settings.auth_mode == "oidc":
         auth.init_app(app, settings)
     return app

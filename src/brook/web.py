@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, render_template
 
 from .config import MODEL_HELP, Settings
-from .identity import current_owner, signed_in, signed_in_email
+from .identity import current_owner, is_admin, signed_in, signed_in_email
 
 bp = Blueprint("web", __name__)
 
@@ -41,6 +41,7 @@ def index() -> str:
         max_message_chars=settings.max_message_chars,
         sign_out=settings.auth_mode == "oidc",
         email=signed_in_email(),
+        admin=is_admin(),
     )
 
 

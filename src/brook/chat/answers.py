@@ -102,8 +102,7 @@ class Writer:
         reported, else an estimate of the prompt and the stored text."""
         if usage is not None and (usage.prompt_tokens or usage.completion_tokens):
             return (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
-        return (sum(self.counter.count_message(m) for m in prompt)
-                + self.counter.count_text(text))
+        return self.counter.count_exchange(prompt, text)
 
     def _add_tokens(self, connection: Connection, live: LiveAnswer, text: str) -> None:
         if live.count_tokens is None:  # never generated here (a unit test's bare answer)

@@ -261,17 +261,20 @@ class ChatService:
         """End an answer whose process is gone, with the most text the bus or database has."""
         recovered = self.bus.recover(message_id)
         with self.sessions.begin() as session:
-            stored = session.scalar(
-                select(Message.content)
+            row = session.execute(
+                select(Message.content, Message.conversation_id, Message.position)
                 .where(Message.id == message_id, Message.status == "streaming")
-                .with_for_update())
-            if stored is None:
+                .with_for_update()).first()
+            if row is None:
                 return False
-            text = surviving_text(stored, recovered)
+            text = surviving_text(row.content, recovered)
             session.execute(
                 update(Message)
                 .where(Message.id == message_id, Message.status == "streaming")
                 .values(status=status, content=text, updated_at=utcnow(), lease_until=None))
+            # Its tokens count too (the model's report died with the process: an estimate).
+            tokens = self.turns.estimate_tokens(session, row.conversation_id, row.position, text)
+            self.limits.add_tokens(session.connection(), message_id, tokens, utcnow().date())
         self.bus.publish_end(message_id, status, len(text))
         return True
 

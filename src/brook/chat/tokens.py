@@ -64,6 +64,10 @@ class TokenCounter:
     def count_message(self, message: ChatMessage) -> int:
         return TOKENS_PER_MESSAGE + self.count_text(message["content"])
 
+    def count_exchange(self, prompt: Sequence[ChatMessage], answer: str) -> int:
+        """An answer's tokens where the model reported none: its prompt's and its text's."""
+        return sum(self.count_message(m) for m in prompt) + self.count_text(answer)
+
 
 def fit_to_budget(system_prompt: str, history: Sequence[ChatMessage], budget: int,
                   counter: TokenCounter) -> list[ChatMessage]:

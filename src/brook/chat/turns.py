@@ -170,6 +170,13 @@ class Turns:
             raise Busy from None
         return Turn(answer, prompt)
 
+    def estimate_tokens(self, session: Session, conversation_id: uuid.UUID, position: int,
+                        text: str) -> int:
+        """The tokens of an answer whose prompt is no longer at hand (one closed for a
+        process that died): that prompt rebuilt from the turns stored before it, and `text`."""
+        history = [row for row in self._rows(session, conversation_id) if row.position < position]
+        return self.counter.count_exchange(self.prompt(history, None), text)
+
     def prompt(self, history: Sequence[Row], question: Message | None) -> list[ChatMessage]:
         messages: list[ChatMessage] = [{"role": row.role, "content": row.content}
                                        for row in history if row.content]
