@@ -6,8 +6,9 @@
 //     as a role owning only Brook's tables), and id-db, the PostgreSQL Entra administrator that
 //     `brook db setup` uses at start to create that role and the database
 //   - Log Analytics + Application Insights (OpenTelemetry traces and logs, never prompts)
-//   - a Key Vault holding the secrets (SECRET_KEY, REDIS_URL, a password DATABASE_URL): the app
-//     settings are Key Vault references, which App Service resolves as the app's identity
+//   - a Key Vault holding the secrets (SECRET_KEY, REDIS_URL, a password DATABASE_URL, an OIDC
+//     client secret): the app settings are Key Vault references, which App Service resolves as
+//     the app's identity
 //   - optionally Azure Managed Redis, for several instances or workers
 // infra/main.parameters.json maps every parameter to an azd environment variable.
 targetScope = 'subscription'
@@ -93,6 +94,29 @@ param limitStoredConversations int = 1000
 @minValue(0)
 param budgetTokensPerDay int = 2000000
 
+// Signed-in users' limits, where they differ from everyone's: -1 (the default) sets nothing, so
+// a signed-in user has the limit above; 0 turns one off for them.
+
+@description('Answers one signed-in user may start per minute (0: no limit; -1: limitAnswersPerMinute).')
+@minValue(-1)
+param signedInLimitAnswersPerMinute int = -1
+
+@description('Answers of one signed-in user being written at once (0: no limit; -1: limitConcurrentAnswers).')
+@minValue(-1)
+param signedInLimitConcurrentAnswers int = -1
+
+@description('Tokens one signed-in user may use per day, UTC (0: no limit; -1: limitTokensPerDay).')
+@minValue(-1)
+param signedInLimitTokensPerDay int = -1
+
+@description('Conversations one signed-in user may start per day (0: no limit; -1: limitConversationsPerDay).')
+@minValue(-1)
+param signedInLimitConversationsPerDay int = -1
+
+@description('Conversations one signed-in user may keep (0: no limit; -1: limitStoredConversations).')
+@minValue(-1)
+param signedInLimitStoredConversations int = -1
+
 @description('Python version of the App Service runtime.')
 @allowed([
   '3.11'
@@ -107,6 +131,42 @@ param pythonVersion string = '3.12'
   'vnet'
 ])
 param networkMode string = 'public'
+
+// ----------------------------------------------------------------------------------------------
+// Sign-in (docs/deploy.md, "Before you share the address"). Each is an app setting only when
+// given: empty leaves the setting unset, so Brook's own default applies.
+// ----------------------------------------------------------------------------------------------
+
+@description('AUTH_MODE, who may use Brook. anonymous: anyone, each browser its own owner. appservice: the users App Service Authentication signs in (turn it on for the site, docs/deploy.md). oidc: Brook signs people in with an OpenID Connect provider (oidcIssuer, oidcClientId, oidcClientSecret). Empty: appservice where App Service Authentication is on, else anonymous.')
+@allowed([
+  ''
+  'anonymous'
+  'appservice'
+  'oidc'
+])
+param authMode string = ''
+
+@description('OIDC_ISSUER, the OpenID provider\'s https:// issuer URL, such as https://login.microsoftonline.com/<tenant id>/v2.0, https://accounts.google.com or https://<keycloak>/realms/<realm>. Required with authMode oidc.')
+param oidcIssuer string = ''
+
+@description('OIDC_CLIENT_ID, the client id the provider gave Brook when you registered it with the redirect URI https://<site>/auth/callback. Required with authMode oidc.')
+param oidcClientId string = ''
+
+@secure()
+@description('OIDC_CLIENT_SECRET, the client secret the provider gave Brook: written to the Key Vault, and the site gets a Key Vault reference to it. Empty: none (a public client, which PKCE protects).')
+param oidcClientSecret string = ''
+
+@description('OIDC_SCOPES, the scopes Brook asks the provider for, separated by spaces, openid among them. Empty: openid email profile.')
+param oidcScopes string = ''
+
+@description('AUTH_ALLOWED_EMAILS, the only e-mail addresses that may sign in (with authAllowedDomains: or those domains), separated by commas. Empty: no list.')
+param authAllowedEmails string = ''
+
+@description('AUTH_ALLOWED_DOMAINS, the only e-mail domains that may sign in (with authAllowedEmails: or those addresses), such as example.com, separated by commas. Empty: no list.')
+param authAllowedDomains string = ''
+
+@description('ADMIN_EMAILS, the signed-in users who have no limits and see every owner\'s usage: e-mail addresses separated by commas. Empty: nobody.')
+param adminEmails string = ''
 
 // ----------------------------------------------------------------------------------------------
 // PostgreSQL
@@ -250,6 +310,9 @@ param secretKey string
 var checkedNetworkMode = ((appServiceSku == 'F1') && (networkMode == 'vnet')) ? fail('networkMode vnet needs App Service B1 or higher: the free tier (F1) has no VNet integration. Use networkMode public with F1 (azd env set NETWORK_MODE public), or a paid SKU (azd env set APP_SERVICE_SKU B1).') : networkMode
 var maxInstances = (appServiceSku == 'F1') ? 1 : (contains(['B1', 'B2', 'B3'], appServiceSku) ? 3 : ((appServiceSku == 'S1') ? 10 : 30))
 var checkedScale = (((instanceCount > 1) || (webConcurrency > 1)) && (!enableRedis)) ? fail('Several instances or workers share live answers through Redis: set ENABLE_REDIS true, or INSTANCE_COUNT and WEB_CONCURRENCY to 1.') : (((appServiceSku == 'F1') && (instanceCount > 1)) ? fail('The free tier (F1) runs one instance: set INSTANCE_COUNT 1 or a paid SKU.') : ((instanceCount > maxInstances) ? fail('The App Service plan runs fewer instances than INSTANCE_COUNT: Basic (B1-B3) at most 3, S1 at most 10, Premium v3 at most 30. Lower INSTANCE_COUNT or choose a larger APP_SERVICE_SKU.') : instanceCount))
+// Brook refuses to start with AUTH_MODE=oidc and no issuer or client id, or an issuer that is
+// not https: a deployment that could only fail at start stops here instead.
+var checkedAuthMode = ((authMode == 'oidc') && (empty(oidcIssuer) || empty(oidcClientId))) ? fail('AUTH_MODE oidc needs the issuer of your OpenID provider and the client id it gave Brook: azd env set OIDC_ISSUER <issuer URL> and azd env set OIDC_CLIENT_ID <client id> (docs/deploy.md, "Before you share the address").') : (((!empty(oidcIssuer)) && (!startsWith(oidcIssuer, 'https://'))) ? fail('OIDC_ISSUER must be the https:// issuer URL of your OpenID provider, such as https://login.microsoftonline.com/<tenant id>/v2.0 or https://accounts.google.com.') : authMode)
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
@@ -274,6 +337,7 @@ resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   tags: union(tags, {
     'brook-network-mode': checkedNetworkMode
     'brook-instances': string(checkedScale)
+    'brook-auth-mode': empty(checkedAuthMode) ? 'default' : checkedAuthMode
   })
 }
 
@@ -438,6 +502,17 @@ module databaseUrlSecret 'modules/keyvault-secret.bicep' = if (!entraDatabaseAut
   }
 }
 
+// OIDC_CLIENT_SECRET, when there is one, as DATABASE_URL's password is.
+module oidcSecret 'modules/keyvault-secret.bicep' = if (!empty(oidcClientSecret)) {
+  name: 'oidc-client-secret'
+  scope: rg
+  params: {
+    vaultName: keyVault.outputs.name
+    name: 'oidc-client-secret'
+    value: oidcClientSecret
+  }
+}
+
 // The start-up command. `brook db setup` signs in to the server's postgres database as an
 // administrator and creates Brook's role and database if missing (idempotent, under an advisory
 // lock); `brook db upgrade` then migrates as Brook's role, which owns the tables; then gunicorn
@@ -452,7 +527,7 @@ var siteHoldsDatabaseAdmin = postgresSetupOnStart && entraDatabaseAuth
 
 // What Brook reads in production; tests/test_infra.py holds these names to the variables the
 // app reads (no missing one, no stale one). The secret ones are in secretSettings and
-// redisSettings below.
+// redisSettings below, the sign-in ones in authSettings.
 var appSettings = {
   // App Service builds the upload (infra/app/package.sh) with Oryx: `pip install -r
   // requirements.txt`, whose one line `.` makes it `pip install .`.
@@ -488,6 +563,23 @@ var secretSettings = {
 var redisSettings = enableRedis ? {
   REDIS_URL: '@Microsoft.KeyVault(SecretUri=${redis!.outputs.urlSecretUri})'
 } : {}
+// Sign-in and the signed-in limits, each only when given (an empty string, or -1 for a limit,
+// sets nothing, and Brook's default applies); the client secret as a Key Vault reference.
+var authSettings = union(
+  empty(checkedAuthMode) ? {} : { AUTH_MODE: checkedAuthMode },
+  empty(oidcIssuer) ? {} : { OIDC_ISSUER: oidcIssuer },
+  empty(oidcClientId) ? {} : { OIDC_CLIENT_ID: oidcClientId },
+  empty(oidcClientSecret) ? {} : { OIDC_CLIENT_SECRET: '@Microsoft.KeyVault(SecretUri=${oidcSecret!.outputs.uri})' },
+  empty(oidcScopes) ? {} : { OIDC_SCOPES: oidcScopes },
+  empty(authAllowedEmails) ? {} : { AUTH_ALLOWED_EMAILS: authAllowedEmails },
+  empty(authAllowedDomains) ? {} : { AUTH_ALLOWED_DOMAINS: authAllowedDomains },
+  empty(adminEmails) ? {} : { ADMIN_EMAILS: adminEmails },
+  (signedInLimitAnswersPerMinute < 0) ? {} : { SIGNED_IN_LIMIT_ANSWERS_PER_MINUTE: string(signedInLimitAnswersPerMinute) },
+  (signedInLimitConcurrentAnswers < 0) ? {} : { SIGNED_IN_LIMIT_CONCURRENT_ANSWERS: string(signedInLimitConcurrentAnswers) },
+  (signedInLimitTokensPerDay < 0) ? {} : { SIGNED_IN_LIMIT_TOKENS_PER_DAY: string(signedInLimitTokensPerDay) },
+  (signedInLimitConversationsPerDay < 0) ? {} : { SIGNED_IN_LIMIT_CONVERSATIONS_PER_DAY: string(signedInLimitConversationsPerDay) },
+  (signedInLimitStoredConversations < 0) ? {} : { SIGNED_IN_LIMIT_STORED_CONVERSATIONS: string(signedInLimitStoredConversations) }
+)
 
 module web 'modules/appservice.bicep' = {
   name: 'web'
@@ -505,7 +597,7 @@ module web 'modules/appservice.bicep' = {
     startupCommand: startupCommand
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
     virtualNetworkSubnetId: privateNetwork ? network!.outputs.webSubnetId : ''
-    appSettings: union(appSettings, secretSettings, redisSettings)
+    appSettings: union(appSettings, secretSettings, redisSettings, authSettings)
   }
 }
 

@@ -30,7 +30,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 import pytest
 from pycep import BicepParser
@@ -49,8 +49,9 @@ WORKFLOWS = ROOT / ".github" / "workflows"
 # ----------------------------------------------------------------------------------------------
 
 PER_VISITOR = "a per-visitor limit on a public address (parameter "
-SIGNED_IN_ONLY = ("only with sign-in, where signed-in users differ: added to appSettings in "
-                  "infra/main.bicep (unset: the same as everyone's)")
+SIGNED_IN = ("only when given, where signed-in users' limit differs from everyone's (-1, the "
+             "default, sets nothing: the same as everyone's; parameter ")
+SIGN_IN = "only when given, the operator's choice of sign-in (parameter "
 
 # Production settings the Bicep must set on App Service, and why.
 SET_BY_BICEP = {
@@ -90,12 +91,51 @@ SET_BY_BICEP = {
     "REDIS_URL": "only with enableRedis: rediss:// to Azure Managed Redis, access key from "
                  "listKeys(), written into the Key Vault by redis.bicep so it never passes a "
                  "parameter or an output; a Key Vault reference",
+    # Sign-in: a portal setting does not survive `azd provision`, so each is a parameter.
+    "AUTH_MODE": SIGN_IN + "authMode; unset, Brook picks appservice when App Service "
+                 "Authentication is on, else anonymous; main.bicep refuses oidc without an "
+                 "https issuer and a client id, as Brook would at start)",
+    "OIDC_ISSUER": SIGN_IN + "oidcIssuer: the operator's OpenID provider)",
+    "OIDC_CLIENT_ID": SIGN_IN + "oidcClientId: what the provider gave Brook)",
+    "OIDC_CLIENT_SECRET": SIGN_IN + "oidcClientSecret, @secure(): written into the Key Vault "
+                          "by keyvault-secret.bicep; a Key Vault reference; none for a public "
+                          "client)",
+    "OIDC_SCOPES": SIGN_IN + "oidcScopes; unset: Brook's openid email profile)",
+    "AUTH_ALLOWED_EMAILS": SIGN_IN + "authAllowedEmails: who may sign in)",
+    "AUTH_ALLOWED_DOMAINS": SIGN_IN + "authAllowedDomains: who may sign in)",
+    "ADMIN_EMAILS": SIGN_IN + "adminEmails: who has no limits and sees everyone's usage)",
+    "SIGNED_IN_LIMIT_ANSWERS_PER_MINUTE": SIGNED_IN + "signedInLimitAnswersPerMinute)",
+    "SIGNED_IN_LIMIT_CONCURRENT_ANSWERS": SIGNED_IN + "signedInLimitConcurrentAnswers)",
+    "SIGNED_IN_LIMIT_TOKENS_PER_DAY": SIGNED_IN + "signedInLimitTokensPerDay)",
+    "SIGNED_IN_LIMIT_CONVERSATIONS_PER_DAY": SIGNED_IN + "signedInLimitConversationsPerDay)",
+    "SIGNED_IN_LIMIT_STORED_CONVERSATIONS": SIGNED_IN + "signedInLimitStoredConversations)",
+}
+# Each sign-in setting (authSettings in main.bicep): its parameter, what an operator may give
+# (azd env set <the setting's own name> ...), and the setting's value then. Unset (the
+# parameter's default, '' or -1), the setting is not there and Brook's default applies.
+AUTH_SETTINGS: dict[str, tuple[str, Any, str]] = {
+    "AUTH_MODE": ("authMode", "anonymous", "anonymous"),
+    "OIDC_ISSUER": ("oidcIssuer", "https://accounts.google.com", "https://accounts.google.com"),
+    "OIDC_CLIENT_ID": ("oidcClientId", "brook-client", "brook-client"),
+    "OIDC_CLIENT_SECRET": ("oidcClientSecret", "0idc~s3cret/with+and=",
+                           "@Microsoft.KeyVault(SecretUri=https://kv-abc123.vault.azure.net/"
+                           "secrets/oidc-client-secret)"),
+    "OIDC_SCOPES": ("oidcScopes", "openid email", "openid email"),
+    "AUTH_ALLOWED_EMAILS": ("authAllowedEmails", "ana@example.com, bo@example.org",
+                            "ana@example.com, bo@example.org"),
+    "AUTH_ALLOWED_DOMAINS": ("authAllowedDomains", "example.com", "example.com"),
+    "ADMIN_EMAILS": ("adminEmails", "ana@example.com", "ana@example.com"),
+    "SIGNED_IN_LIMIT_ANSWERS_PER_MINUTE": ("signedInLimitAnswersPerMinute", 30, "30"),
+    "SIGNED_IN_LIMIT_CONCURRENT_ANSWERS": ("signedInLimitConcurrentAnswers", 4, "4"),
+    "SIGNED_IN_LIMIT_TOKENS_PER_DAY": ("signedInLimitTokensPerDay", 0, "0"),  # 0: no limit
+    "SIGNED_IN_LIMIT_CONVERSATIONS_PER_DAY": ("signedInLimitConversationsPerDay", 500, "500"),
+    "SIGNED_IN_LIMIT_STORED_CONVERSATIONS": ("signedInLimitStoredConversations", 5000, "5000"),
 }
 # ... of which these are set only when a parameter asks for them.
-CONDITIONAL = {"REDIS_URL"}
+CONDITIONAL = {"REDIS_URL"} | set(AUTH_SETTINGS)
 # ... and these carry secrets (from a @secure() parameter or listKeys()), so the site gets Key
 # Vault references to them (DATABASE_URL only when it holds a password).
-SECRET = {"DATABASE_URL", "SECRET_KEY", "REDIS_URL"}
+SECRET = {"DATABASE_URL", "SECRET_KEY", "REDIS_URL", "OIDC_CLIENT_SECRET"}
 
 # Read by Brook but deliberately not set by the Bicep.
 NOT_SET = {
@@ -137,23 +177,6 @@ NOT_SET = {
     "LOCAL_MODEL_QUEUE": "local model only",
     "LOCAL_MODEL_MAX_TOKENS": "local model only",
     "LOCAL_MODEL_THINKING": "local model only",
-    # Sign-in outside App Service Authentication: the operator's choice, added to appSettings
-    # in infra/main.bicep for now (a portal setting does not survive `azd provision`; Bicep
-    # parameters for them are still to come, issue 15; docs/deploy.md says so).
-    "AUTH_MODE": "appservice when App Service Authentication is on (WEBSITE_AUTH_ENABLED), "
-                 "else anonymous; oidc is the operator's choice",
-    "OIDC_ISSUER": "only with AUTH_MODE=oidc, the operator's identity provider",
-    "OIDC_CLIENT_ID": "only with AUTH_MODE=oidc",
-    "OIDC_CLIENT_SECRET": "only with AUTH_MODE=oidc; a secret for the portal or Key Vault",
-    "OIDC_SCOPES": "only with AUTH_MODE=oidc; tunable with a default",
-    "AUTH_ALLOWED_EMAILS": "the operator's allow-list, if any",
-    "AUTH_ALLOWED_DOMAINS": "the operator's allow-list, if any",
-    "ADMIN_EMAILS": "the operator's admins, if any",
-    "SIGNED_IN_LIMIT_ANSWERS_PER_MINUTE": SIGNED_IN_ONLY,
-    "SIGNED_IN_LIMIT_CONCURRENT_ANSWERS": SIGNED_IN_ONLY,
-    "SIGNED_IN_LIMIT_TOKENS_PER_DAY": SIGNED_IN_ONLY,
-    "SIGNED_IN_LIMIT_CONVERSATIONS_PER_DAY": SIGNED_IN_ONLY,
-    "SIGNED_IN_LIMIT_STORED_CONVERSATIONS": SIGNED_IN_ONLY,
     "LOCAL_MODEL_RETRY_SECONDS": "local model only",
     "OMP_NUM_THREADS": "local model only (read by torch; unset, Brook leaves one core free)",
 }
@@ -308,7 +331,7 @@ class Evaluator:
         "less_than_or_equals": operator.le,
     }
     FUNCTIONS: ClassVar[frozenset[str]] = frozenset({"fail", "empty", "contains", "string",
-                                                      "union", "concat"})
+                                                      "union", "concat", "starts_with"})
 
     def __init__(self, template: dict[str, Any], **values: Any) -> None:
         self.template, self.values = template, values
@@ -345,6 +368,8 @@ class Evaluator:
             return self(operands[chosen])
         if kind == "not":
             return not self(operands["bool_value"])
+        if kind == "minus":  # -1
+            return -self(operands["integer_value"])
         first, second = operands.get("operand_1"), operands.get("operand_2")
         if kind == "and":
             return self(first) and self(second)
@@ -373,6 +398,9 @@ class Evaluator:
             return self(parameters["item_to_find"]) in self(parameters["container"])
         if kind == "string":
             return str(self(parameters["value_to_convert"]))
+        if kind == "starts_with":
+            searched = self(parameters["string_to_search"])
+            return str(searched).startswith(str(self(parameters["string_to_find"])))
         raise NotImplementedError(kind)
 
 
@@ -543,7 +571,8 @@ def test_azure_yaml_deploys_the_web_service_to_app_service() -> None:
         "AZURE_ENV_NAME", "AZURE_LOCATION", "AZURE_PRINCIPAL_ID", "AZURE_PRINCIPAL_TYPE"}
     pipeline = config["pipeline"]
     assert set(pipeline["variables"]) | set(pipeline["secrets"]) == wanted
-    assert set(pipeline["secrets"]) == {"BROOK_SECRET_KEY", "POSTGRES_ADMIN_PASSWORD"}
+    assert set(pipeline["secrets"]) == {"BROOK_SECRET_KEY", "POSTGRES_ADMIN_PASSWORD",
+                                        "OIDC_CLIENT_SECRET"}
     # The upload is assembled by the prepackage hook into dist, and nothing else goes.
     assert web["dist"] == "build/appservice"
     hooks = web["hooks"]["prepackage"]
@@ -598,6 +627,13 @@ def test_parameters_file_wires_every_parameter_to_the_azd_environment() -> None:
             assert match.group(2) in [str(v) for v in allowed(main(), name)], name
 
 
+# Secure parameters that may be left empty, meaning "none": a required one would make azd
+# prompt for it (and an empty default is no secret; the linter's secure-parameter-default
+# allows it).
+OPTIONAL_SECRETS = {"oidcClientSecret": "a public client has no secret, and without sign-in "
+                                        "there is no client"}
+
+
 def test_no_secret_parameter_has_a_default() -> None:
     for path in INFRA.rglob("*.bicep"):
         template = bicep(path)
@@ -605,7 +641,9 @@ def test_no_secret_parameter_has_a_default() -> None:
             secret = re.search(r"password|secret|key$", name, re.IGNORECASE)
             if secret or is_secure(template, name):
                 assert is_secure(template, name), f"{path.name}: {name} must be @secure()"
-                assert parameter["default"] is None, f"{path.name}: {name} has a default"
+                optional = path.name == "main.bicep" and name in OPTIONAL_SECRETS
+                assert parameter["default"] == ("" if optional else None), \
+                    f"{path.name}: {name} has a default"
     # azd generates the two secrets once and keeps them in the environment: no prompt, no default.
     for name in ("secretKey", "postgresAdminPassword"):
         metadata = [d["argument"] for d in main()["parameters"][name]["decorators"]
@@ -619,8 +657,9 @@ def test_no_secret_parameter_has_a_default() -> None:
 # ----------------------------------------------------------------------------------------------
 
 def app_settings() -> dict[str, tuple[Any, str]]:
-    """Every app setting the Bicep gives App Service: name -> (value, the main.bicep variable
-    that sets it: appSettings, secretSettings, or redisSettings when Redis is on)."""
+    """Every app setting the Bicep may give App Service: name -> (value, the main.bicep
+    variable that sets it: appSettings, secretSettings, redisSettings when Redis is on, or
+    authSettings when its parameter is given)."""
     settings: dict[str, tuple[Any, str]] = {}
     variables = main()["variables"]
     redis = variables["redisSettings"]["value"]["operator"]["operands"]
@@ -628,12 +667,29 @@ def app_settings() -> dict[str, tuple[Any, str]]:
     assert redis["false_value"] == {}, "REDIS_URL must be set only when Redis is on"
     sources = [(variables["appSettings"]["value"], "appSettings"),
                (variables["secretSettings"]["value"], "secretSettings"),
-               (redis["true_value"], "redisSettings")]
+               (redis["true_value"], "redisSettings"),
+               ({name: value for name, (_, value) in auth_settings().items()}, "authSettings")]
     for values, where in sources:
         for name, value in values.items():
             assert name not in settings, f"{name} is set twice"
             settings[name] = (value, where)
     return settings
+
+
+def auth_settings() -> dict[str, tuple[Any, Any]]:
+    """main.bicep's authSettings: name -> (the condition under which it is NOT set, its value).
+    A union of `<unset> ? {} : { NAME: value }`, one setting each."""
+    union = main()["variables"]["authSettings"]["value"]["function"]
+    assert union["type"] == "union"
+    found: dict[str, tuple[Any, Any]] = {}
+    for part in union["parameters"].values():
+        operands = part["operator"]["operands"]
+        assert part["operator"]["type"] == "conditional"
+        assert operands["true_value"] == {}, expr(part)
+        ((name, value),) = operands["false_value"].items()
+        assert name not in found, f"{name} is set twice"
+        found[name] = (operands["condition"], value)
+    return found
 
 
 # What Azure fills in where the Bicep reads a deployed resource (made-up values of the real
@@ -665,6 +721,10 @@ DEPLOYMENT_MODES: dict[str, dict[str, Any]] = {
                              "postgresAuth": "password", "postgresAdminPassword": "p@ss:w/rd%"},
     "S1, 3 instances of 2 workers, Redis": {"appServiceSku": "S1", "instanceCount": 3,
                                             "webConcurrency": 2, "enableRedis": True},
+    "B1, OIDC sign-in, signed-in limits": {
+        "appServiceSku": "B1", "authMode": "oidc",
+        **{parameter: given for parameter, given, _ in AUTH_SETTINGS.values()
+           if parameter != "authMode"}},
 }
 
 
@@ -746,13 +806,14 @@ def key_vault(mode: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
 
 def deployed_settings(mode: dict[str, Any]) -> dict[str, str]:
     """The app settings a deployment in `mode` gives the site, as strings, as the site's
-    configuration holds them: the Bicep's expressions evaluated, interpolations filled in,
-    resources' values from DEPLOYED, Key Vault references with their secrets' URIs."""
+    configuration holds them: what main.bicep passes the site module evaluated (the settings
+    only some deployments have included or not), interpolations filled in, resources' values
+    from DEPLOYED, Key Vault references with their secrets' URIs."""
     evaluate = deployment(mode)
     uris, _ = key_vault(mode)
-    return {name: fill(evaluate(value), evaluate, uris)
-            for name, (value, where) in app_settings().items()
-            if where != "redisSettings" or mode.get("enableRedis")}
+    settings = evaluate(body(main()["modules"]["web"])["params"]["appSettings"])
+    assert isinstance(settings, dict)
+    return {name: fill(value, evaluate, uris) for name, value in settings.items()}
 
 
 def resolved_settings(mode: dict[str, Any]) -> dict[str, str]:
@@ -795,6 +856,21 @@ def test_the_settings_each_mode_deploys_are_accepted_by_brook(mode: str,
     assert (settings.redis_url is not None) is bool(DEPLOYMENT_MODES[mode].get("enableRedis"))
     if settings.redis_url:
         assert settings.redis_url.startswith("rediss://:k3y%2Fwith%2Band%3D@redis-abc.")
+    # Sign-in: as given, or Brook's defaults (App Service Authentication is not on here).
+    given = DEPLOYMENT_MODES[mode]
+    assert settings.auth_mode == given.get("authMode", "anonymous")
+    assert settings.oidc_issuer == given.get("oidcIssuer")
+    assert settings.oidc_client_id == given.get("oidcClientId")
+    assert settings.oidc_client_secret == given.get("oidcClientSecret")  # from the vault
+    assert settings.oidc_scopes == given.get("oidcScopes", "openid email profile")
+    assert settings.admin_emails == ({"ana@example.com"} if "adminEmails" in given else set())
+    assert settings.auth_allowed_domains == \
+        ({"example.com"} if "authAllowedDomains" in given else set())
+    if "signedInLimitTokensPerDay" in given:
+        assert (settings.signed_in_limit_answers_per_minute,
+                settings.signed_in_limit_tokens_per_day) == (30, 0)
+    else:  # the same as everyone's
+        assert settings.signed_in_limit_tokens_per_day is None
 
 
 def test_every_variable_brook_reads_has_a_production_decision() -> None:
@@ -809,12 +885,20 @@ def test_every_variable_brook_reads_has_a_production_decision() -> None:
 def test_app_service_gets_exactly_the_production_settings() -> None:
     settings = app_settings()
     assert set(settings) == set(SET_BY_BICEP) | set(PLATFORM)
-    assert {n for n, (_, where) in settings.items() if where == "redisSettings"} == CONDITIONAL
-    assert {n for n, (_, where) in settings.items() if where != "appSettings"} == SECRET
-    # The three are the site's settings, whole.
+    where = {name: source for name, (_, source) in settings.items()}
+    assert {n for n, w in where.items() if w in ("redisSettings", "authSettings")} == \
+        CONDITIONAL
+    # The secrets are exactly the settings that are (or may be) Key Vault references, and
+    # none is among the plain appSettings.
+    references = {name for name, (value, _) in settings.items()
+                  if "@Microsoft.KeyVault(" in " ".join(strings(value))}
+    assert references == SECRET
+    assert {n for n, w in where.items() if w == "secretSettings"} <= SECRET
+    assert not {n for n, w in where.items() if w == "appSettings"} & (SECRET | CONDITIONAL)
+    # The four are the site's settings, whole.
     assert body(main()["modules"]["web"])["params"]["appSettings"] == {"function": {
         "type": "union", "parameters": {"arg_1": "appSettings", "arg_2": "secretSettings",
-                                        "arg_3": "redisSettings"}}}
+                                        "arg_3": "redisSettings", "arg_4": "authSettings"}}}
     web = module("appservice")
     settings_resource = [body(r) for r in resources(web, "Microsoft.Web/sites/config").values()
                          if body(r)["name"] == "appsettings"]
@@ -824,11 +908,25 @@ def test_app_service_gets_exactly_the_production_settings() -> None:
     assert not [name for name in web["parameters"] if is_secure(web, name)]
 
 
+def without_emptiness_tests(value: Any) -> Any:
+    """A parsed value with each `empty(x)` in it replaced by the word `empty`: whether a value
+    was given is no secret, so a condition may ask it of a secure parameter."""
+    if isinstance(value, dict):
+        function = value.get("function")
+        if isinstance(function, dict) and function.get("type") == "empty":
+            return "empty"
+        return {key: without_emptiness_tests(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_emptiness_tests(item) for item in value]
+    return value
+
+
 def used_by(value: Any, template: dict[str, Any], seen: set[str] | None = None) -> Iterator[str]:
-    """Every string in a parsed value and in the variables it uses, through interpolations."""
+    """Every string in a parsed value and in the variables it uses, through interpolations,
+    but for what `empty()` tests."""
     seen = set() if seen is None else seen
     variables = template.get("variables") or {}
-    for text in strings(value):
+    for text in strings(without_emptiness_tests(value)):
         yield text
         for word in re.findall(r"\w+", text):
             if word in variables and word not in seen:
@@ -842,15 +940,16 @@ def test_no_app_setting_holds_a_secret_in_plain_text(mode: str) -> None:
     SECRET_KEY, password or access key: only Key Vault references to them."""
     values = DEPLOYMENT_MODES[mode]
     plain = {"s" * 32, DEPLOYED["database.listKeys().primaryKey"]}
-    if "postgresAdminPassword" in values:
-        plain.add(values["postgresAdminPassword"])
+    for parameter in ("postgresAdminPassword", "oidcClientSecret"):
+        if parameter in values:
+            plain.add(values[parameter])
     plain |= {urllib.parse.quote(secret, safe="") for secret in plain}
     for name, value in deployed_settings(values).items():
         assert not [secret for secret in plain if secret in value], name
     # Nor can any mode put one there: what main.bicep hands the site names no secure
-    # parameter and calls no list*() function.
+    # parameter (but to ask whether it is empty) and calls no list*() function.
     secure = {name for name in main()["parameters"] if is_secure(main(), name)}
-    assert {"secretKey", "postgresAdminPassword"} <= secure
+    assert {"secretKey", "postgresAdminPassword", "oidcClientSecret"} <= secure
     for text in used_by(body(main()["modules"]["web"])["params"], main()):
         assert not set(re.findall(r"\w+", text)) & secure, text
         assert "listKeys" not in text, text
@@ -1264,6 +1363,129 @@ def test_postgres_setup_on_start_is_an_azd_variable() -> None:
     assert "POSTGRES_SETUP_ON_START" in read_yaml(ROOT / "azure.yaml")["pipeline"]["variables"]
 
 
+# The limits every visitor has: setting -> its parameter (always set, Brook's default by default).
+LIMITS = {
+    "LIMIT_ANSWERS_PER_MINUTE": "limitAnswersPerMinute",
+    "LIMIT_CONCURRENT_ANSWERS": "limitConcurrentAnswers",
+    "LIMIT_TOKENS_PER_DAY": "limitTokensPerDay",
+    "LIMIT_CONVERSATIONS_PER_DAY": "limitConversationsPerDay",
+    "LIMIT_STORED_CONVERSATIONS": "limitStoredConversations",
+    "BUDGET_TOKENS_PER_DAY": "budgetTokensPerDay",
+}
+
+
+def brook_default(variable: str) -> Any:
+    """The default of the setting Brook reads from `variable`."""
+    from brook.config import Settings
+
+    (field,) = [f for f in Settings.model_fields.values() if f.validation_alias == variable]
+    return field.default
+
+
+def decorators(parameter: str) -> dict[str, Any]:
+    return {d["type"]: d.get("argument") for d in main()["parameters"][parameter]["decorators"]}
+
+
+def test_limits_and_sign_in_are_parameters_named_after_brooks_variables() -> None:
+    """Each is a described parameter of main.bicep, read by main.parameters.json from the azd
+    variable of the setting's own name, and handed on by `azd pipeline config` and the
+    workflow, so `azd env set <NAME> <value>` works as the README's table says."""
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    pipeline = read_yaml(ROOT / "azure.yaml")["pipeline"]
+    workflow = (WORKFLOWS / "azure-dev.yml").read_text()
+    wanted = {setting: (parameter, decorators(parameter), main()["parameters"][parameter])
+              for setting, parameter in LIMITS.items()}
+    wanted |= {setting: (parameter, decorators(parameter), main()["parameters"][parameter])
+               for setting, (parameter, _, _) in AUTH_SETTINGS.items()}
+    for setting, (parameter, decorated, declared) in wanted.items():
+        assert len(decorated.get("description") or "") > 30, f"{parameter}: describe it"
+        default = Evaluator(main())(declared["default"])
+        value = parameters[parameter]["value"]
+        if declared["type"] == "int":
+            # A limit: 0 turns it off; the signed-in ones' -1 (the default) sets nothing.
+            signed_in = setting.startswith("SIGNED_IN_")
+            assert decorated["min_value"] == (-1 if signed_in else 0), parameter
+            assert default == (-1 if signed_in else brook_default(setting)), parameter
+            assert value == f"${{{setting}={default}}}", parameter
+        else:
+            assert default == "", parameter  # empty: not set, Brook's default applies
+            assert value == f"${{{setting}}}", parameter
+        secret = setting in SECRET
+        assert is_secure(main(), parameter) is secret, parameter
+        assert setting in pipeline["secrets" if secret else "variables"], setting
+        source = "secrets" if secret else "vars"
+        assert f"{setting}: ${{{{ {source}.{setting} }}}}" in workflow, setting
+    # authMode takes Brook's modes, or nothing (Brook then decides by WEBSITE_AUTH_ENABLED).
+    from brook.config import AuthMode
+
+    assert allowed(main(), "authMode") == ["", *get_args(AuthMode)]
+
+
+def test_limits_are_always_set_and_sign_in_settings_only_when_given() -> None:
+    settings = app_settings()
+    for setting, parameter in LIMITS.items():
+        assert settings[setting] == ({"function": {"type": "string", "parameters": {
+            "value_to_convert": parameter}}}, "appSettings"), setting
+    assert {n for n, (_, where) in settings.items() if where == "authSettings"} == \
+        set(AUTH_SETTINGS)
+    # A default deployment sets none of them: Brook's defaults apply (anonymous, no lists,
+    # signed-in users limited as everyone).
+    default = deployed_settings({})
+    assert not set(default) & set(AUTH_SETTINGS)
+    assert default["LIMIT_TOKENS_PER_DAY"] == "200000"
+    assert not [uri for uri in key_vault({})[1] if "oidc" in uri]
+    # Each given alone adds itself, with the value given, and nothing else.
+    for setting, (parameter, given, expected) in AUTH_SETTINGS.items():
+        deployed = deployed_settings({parameter: given})
+        assert set(deployed) - set(default) == {setting}, setting
+        assert deployed[setting] == expected, setting
+    # The client secret, when given, is in the vault, where the setting refers to.
+    _, secrets = key_vault({"oidcClientSecret": "0idc~s3cret/with+and="})
+    reference = REFERENCE.fullmatch(AUTH_SETTINGS["OIDC_CLIENT_SECRET"][2])
+    assert reference
+    assert secrets[reference["uri"]] == "0idc~s3cret/with+and="
+    declaration = main()["modules"]["oidcSecret"]
+    assert expr(declaration["config"]["condition"]) == "not(empty(oidcClientSecret))"
+    assert body(declaration)["params"]["value"] == "oidcClientSecret"
+    assert is_secure(module("keyvault-secret"), "value")
+    # A signed-in limit of 0 (no limit) is a value, not "unset".
+    assert deployed_settings({"signedInLimitTokensPerDay": 0})[
+        "SIGNED_IN_LIMIT_TOKENS_PER_DAY"] == "0"
+
+
+@pytest.mark.parametrize(("given", "refused"), [
+    ({"authMode": "oidc"}, "needs the issuer of your OpenID provider and the client id"),
+    ({"authMode": "oidc", "oidcIssuer": "https://accounts.google.com"}, "client id"),
+    ({"authMode": "oidc", "oidcClientId": "brook"}, "OIDC_ISSUER"),
+    ({"authMode": "oidc", "oidcIssuer": "http://idp.example.com", "oidcClientId": "brook"},
+     "https://"),
+    ({"oidcIssuer": "accounts.google.com"}, "https://"),
+    ({"authMode": "oidc", "oidcIssuer": "https://accounts.google.com", "oidcClientId": "b"},
+     None),
+    ({"authMode": "appservice"}, None),
+    ({}, None),
+], ids=["oidc alone", "no client id", "no issuer", "http issuer", "no scheme", "oidc",
+        "appservice", "default"])
+def test_oidc_without_what_brook_needs_fails_before_anything_is_created(
+        given: dict[str, Any], refused: str | None) -> None:
+    """As Brook would refuse to start (config's _auth_is_complete), so does the deployment,
+    at preflight: the guard is in the resource group's tags."""
+    rg = body(only(main(), "Microsoft.Resources/resourceGroups"))
+    assert "checkedAuthMode" in strings(rg["tags"])
+    evaluate = Evaluator(main(), **given)
+    if refused:
+        with pytest.raises(Failed, match=re.escape(refused)):
+            evaluate(rg["tags"])
+        with pytest.raises(Failed):
+            deployed_settings(given)
+    else:
+        tags = evaluate(rg["tags"])
+        assert tags["'brook-auth-mode'"] == (given.get("authMode") or "default")
+        assert deployed_settings(given).get("AUTH_MODE") == given.get("authMode")
+    # AUTH_MODE is set through the guard.
+    assert auth_settings()["AUTH_MODE"][1] == "checkedAuthMode"
+
+
 def test_keyless_azure_openai() -> None:
     openai = module("openai")
     account = body(only(openai, "Microsoft.CognitiveServices/accounts"))
@@ -1536,9 +1758,23 @@ def test_deploy_docs() -> None:
         "## Secrets in Key Vault", "Key Vault Secrets User", "everyone is signed out",
         "## Where the logs go", "AppServiceConsoleLogs", "AppServiceHTTPLogs", "PostgreSQLLogs",
         "## Upgrading a deployment made before", "az postgres flexible-server db delete",
+        # Before sharing the address: limits, and the two ways to sign in, with azd.
+        "## Before you share the address", "SIGNED_IN_LIMIT_TOKENS_PER_DAY",
+        "### Sign-in with OpenID Connect", "azd env set AUTH_MODE oidc",
+        "azd env set OIDC_ISSUER", "azd env set OIDC_CLIENT_ID",
+        "azd env set OIDC_CLIENT_SECRET", "AUTH_ALLOWED_EMAILS", "AUTH_ALLOWED_DOMAINS",
+        "ADMIN_EMAILS", "https://<site>/auth/callback", "oidc-client-secret",
+        "### Sign-in with App Service Authentication",
     ):
         assert needed in docs, needed
     assert "databaseNames" not in docs
+    # Sign-in settings are parameters now, not settings to add to main.bicep by hand.
+    assert "not a parameter" not in " ".join(docs.split())
+    # Every variable an operator is told to `azd env set` is one the templates read.
+    parameters = (INFRA / "main.parameters.json").read_text()
+    read = set(re.findall(r"\$\{(\w+)", parameters))
+    for name in re.findall(r"azd env set (\w+)", docs):
+        assert name in read, f"docs/deploy.md sets {name}, which main.parameters.json never reads"
     # Every output an operator is told to read exists.
     for name in re.findall(r"azd env get-value (\w+)", docs):
         assert name in main()["outputs"], name

@@ -1,6 +1,7 @@
-// One secret in the Key Vault of keyvault.bicep, for a value known only once another module is
-// done (the password-mode DATABASE_URL needs the server's name): a module of its own, so that
-// the vault, and the modules that need only the vault (Redis), do not wait for that one.
+// One secret in the Key Vault of keyvault.bicep that only some deployments have, or whose value
+// is known only once another module is done: the password-mode DATABASE_URL (it needs the
+// server's name), the OIDC client secret. A module of its own, so that the vault, and the
+// modules that need only the vault (Redis), wait for neither.
 
 @description('Key Vault in this resource group.')
 param vaultName string
