@@ -36,4 +36,4 @@ def refuse_cross_site() -> None:
         raise APIError(403, "cross_site_request",
                        "Requests that change data must come from Brook's own pages.")
 
-from . import conversations, me, messages, openapi  # noqa: E402, F401  (routes register on bp)
+from . import conversations, me, messages, openapi, search, transfer  # noqa: E402, F401  (routes register on bp)

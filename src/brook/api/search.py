@@ -1,0 +1,1 @@
+"""Search over an owner's conversations: GET /api/search (issue 16; being written)."""

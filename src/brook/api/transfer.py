@@ -1,0 +1,1 @@
+"""Export and import of conversations (issue 16; being written)."""
