@@ -1,11 +1,12 @@
 """Per-owner limits and the deployment's daily token budget, counted in the database.
 
 A check runs in the transaction that stores what it admits (a turn, a conversation), after
-one statement that locks the owner's row of `usage` for today (an upsert): one owner's
-parallel requests take turns there, so no count is overshot, and a refusal rolls back with
-nothing stored. The counts are rows, so they hold across workers and instances and survive
-any restart. (They are kept in the database also where REDIS_URL is set: a count and what
-it admits then commit together, or neither does.)
+one statement that counts it in the owner's row of `usage` for today and so locks the row
+(an upsert returning the counts): one owner's parallel requests take turns there, so no
+count is overshot, and a refusal rolls the count back with nothing stored. The counts are
+rows, so they hold across workers and instances and survive any restart. (They are kept in
+the database also where REDIS_URL is set: a count and what it admits then commit together,
+or neither does.)
 
 Tokens are added when an answer ends: what the model reported, or an estimate where it
 reported none (a stopped answer, a model that does not say). An owner's answers already
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, func, literal, select, update
+from sqlalchemy import Connection, Table, bindparam, case, func, literal, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..config import Settings
@@ -79,63 +80,78 @@ def tomorrow(now: datetime) -> datetime:
     return datetime.combine(now.date() + timedelta(days=1), time(), tzinfo=UTC)
 
 
-def _lock_statement(dialect: str) -> Any:
-    """Today's row of an owner, made if missing and locked until the transaction ends."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(USAGE).values(owner=bindparam("b_owner"), day=bindparam("b_day"),
-                                     answers=0, tokens=0, conversations=0, minute_answers=0)
+def _upsert(dialect: str) -> Any:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def _count_answer_statement(dialect: str, with_budget: bool) -> Any:
+    """Count an answer in its owner's row of today (made if missing, then locked until the
+    transaction ends), returning the counts with it: the checks come after, and a refusal
+    rolls the count back. With `with_budget`, also the deployment's tokens today."""
+    minute = bindparam("b_minute", type_=USAGE.c.minute.type)
+    statement = _upsert(dialect)(USAGE).values(
+        owner=bindparam("b_owner"), day=bindparam("b_day"), answers=1, tokens=0,
+        conversations=0, minute=minute, minute_answers=1)
+    statement = statement.on_conflict_do_update(
+        index_elements=[USAGE.c.owner, USAGE.c.day],
+        set_={"answers": USAGE.c.answers + 1, "minute": minute,
+              "minute_answers": case((USAGE.c.minute == minute, USAGE.c.minute_answers + 1),
+                                     else_=1)})
+    returned: list[Any] = [USAGE.c.tokens, USAGE.c.minute_answers]
+    if with_budget:  # a read, not a lock: the budget may be passed by answers in flight
+        everyone = USAGE.alias("everyone")
+        returned.append(select(everyone.c.tokens)
+                        .where(everyone.c.owner == EVERYONE, everyone.c.day == bindparam("b_day"))
+                        .scalar_subquery().label("everyone"))
+    return statement.returning(*returned)
+
+
+def _count_conversation_statement(dialect: str) -> Any:
+    """Count a conversation in its owner's row of today, as above, returning today's."""
+    statement = _upsert(dialect)(USAGE).values(
+        owner=bindparam("b_owner"), day=bindparam("b_day"), answers=0, tokens=0,
+        conversations=1, minute_answers=0)
     return statement.on_conflict_do_update(
         index_elements=[USAGE.c.owner, USAGE.c.day],
-        set_={"owner": statement.excluded.owner},  # a no-op that takes the row's lock
-    ).returning(USAGE.c.answers, USAGE.c.tokens, USAGE.c.conversations, USAGE.c.minute,
-                USAGE.c.minute_answers)
+        set_={"conversations": USAGE.c.conversations + 1},
+    ).returning(USAGE.c.conversations)
 
 
-def _add_answer_statement(dialect: str) -> Any:
-    """Count an answer in its owner's row of today, without a check (no limit applies)."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(USAGE).values(owner=bindparam("b_owner"), day=bindparam("b_day"),
-                                     answers=1, tokens=0, conversations=0, minute_answers=0)
-    return statement.on_conflict_do_update(
-        index_elements=[USAGE.c.owner, USAGE.c.day],
-        set_={"answers": USAGE.c.answers + 1})
-
-
-def _add_tokens_statement(dialect: str) -> Any:
-    """Add tokens to the row of an answer's owner (found from the answer) and of everyone."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+def _add_tokens_statement(dialect: str, with_budget: bool) -> Any:
+    """Add tokens to the row of an answer's owner (found from the answer) and, with
+    `with_budget`, to the row of everyone: one statement either way."""
     owner = (select(Conversation.owner).join(Message, Message.conversation_id == Conversation.id)
              .where(Message.id == bindparam("b_message")).scalar_subquery())
-    statement = insert(USAGE).from_select(
-        ["owner", "day", "answers", "tokens", "conversations", "minute_answers"],
-        select(func.coalesce(owner, EVERYONE).label("owner"), bindparam("b_day"),
-               literal(0), bindparam("b_tokens"), literal(0), literal(0)))
+
+    def row(who: Any) -> Any:  # none for an answer deleted with its conversation meanwhile
+        return select(who.label("owner"), bindparam("b_day"), literal(0), bindparam("b_tokens"),
+                      literal(0), literal(0)).where(who.is_not(None))
+
+    rows = union_all(row(owner), row(literal(EVERYONE))) if with_budget else row(owner)
+    statement = _upsert(dialect)(USAGE).from_select(
+        ["owner", "day", "answers", "tokens", "conversations", "minute_answers"], rows)
     return statement.on_conflict_do_update(
         index_elements=[USAGE.c.owner, USAGE.c.day],
         set_={"tokens": USAGE.c.tokens + statement.excluded.tokens})
 
 
-_STATEMENTS: dict[tuple[str, str], Any] = {}  # built once per dialect
+_STATEMENTS: dict[tuple[str, str, bool], Any] = {}  # built once per dialect and budget
 
 
-def _statement(name: str, connection: Connection) -> Any:
+def _statement(name: str, connection: Connection, with_budget: bool = False) -> Any:
     dialect = connection.dialect.name
-    statement = _STATEMENTS.get((name, dialect))
+    statement = _STATEMENTS.get((name, dialect, with_budget))
     if statement is None:
-        build = {"lock": _lock_statement, "answer": _add_answer_statement,
-                 "tokens": _add_tokens_statement}[name]
-        statement = _STATEMENTS[(name, dialect)] = build(dialect)
+        if name == "answer":
+            statement = _count_answer_statement(dialect, with_budget)
+        elif name == "tokens":
+            statement = _add_tokens_statement(dialect, with_budget)
+        else:
+            statement = _count_conversation_statement(dialect)
+        _STATEMENTS[(name, dialect, with_budget)] = statement
     return statement
 
 
-COUNT_ANSWER = (update(USAGE)
-                .where(USAGE.c.owner == bindparam("b_owner"), USAGE.c.day == bindparam("b_day"))
-                .values(answers=USAGE.c.answers + 1, minute=bindparam("b_minute"),
-                        minute_answers=bindparam("b_minute_answers")))
-COUNT_CONVERSATION = (update(USAGE)
-                      .where(USAGE.c.owner == bindparam("b_owner"),
-                             USAGE.c.day == bindparam("b_day"))
-                      .values(conversations=USAGE.c.conversations + 1))
 STREAMING = (select(func.count()).select_from(Message)
              .join(Conversation, Message.conversation_id == Conversation.id)
              .where(Conversation.owner == bindparam("b_owner"), Message.status == "streaming"))
@@ -171,48 +187,45 @@ class Limits:
             return None
         return self.signed_in if signed_in else self.everyone
 
-    def _lock(self, connection: Connection, owner: str, now: datetime) -> Any:
-        return connection.execute(_statement("lock", connection),
-                                  {"b_owner": owner, "b_day": now.date()}).one()
+    def count_answer(self, connection: Connection, owner: str, now: datetime,
+                     with_budget: bool = False) -> Any:
+        """Count a new answer of `owner`'s, after their other requests in flight (the row's
+        lock); today's row after it, as `_count_answer_statement` returns it."""
+        return connection.execute(_statement("answer", connection, with_budget),
+                                  {"b_owner": owner, "b_day": now.date(),
+                                   "b_minute": now.replace(second=0, microsecond=0)}).one()
 
     def admit_answer(self, connection: Connection, owner: str, quota: Quota | None,
                      now: datetime) -> None:
         """Count a new answer of `owner`'s, or raise `LimitExceeded` (roll back then)."""
         if quota is None:
             return
-        row = self._lock(connection, owner, now)
-        day = now.date()
+        row = self.count_answer(connection, owner, now, with_budget=bool(self.budget))
         minute = now.replace(second=0, microsecond=0)
-        in_minute = row.minute_answers if _aware(row.minute) == minute else 0
-        _check("answers_per_minute", quota.answers_per_minute, lambda: in_minute,
+        _check("answers_per_minute", quota.answers_per_minute, lambda: row.minute_answers - 1,
                minute + timedelta(minutes=1), now,
                f"You may start {_count(quota.answers_per_minute, 'answer')} a minute, and "
                "this minute's are used.")
         _check("tokens_per_day", quota.tokens_per_day, lambda: row.tokens, tomorrow(now), now,
                f"You have used today's {quota.tokens_per_day:,} tokens.")
-        _check("budget_tokens_per_day", self.budget,
-               lambda: connection.execute(EVERYONES_TOKENS, {"b_day": day}).scalar() or 0,
+        _check("budget_tokens_per_day", self.budget, lambda: row.everyone or 0,
                tomorrow(now), now, "This Brook has used all the tokens it may use today.")
+        # A statement of its own, after the row's lock: on PostgreSQL it then sees the
+        # answers that the owner's earlier requests committed while this one waited (a
+        # subquery of the locking statement would see the database as it was before).
         _check("concurrent_answers", quota.concurrent_answers,
                lambda: connection.execute(STREAMING, {"b_owner": owner}).scalar_one(), None,
                now, f"You may have {_count(quota.concurrent_answers, 'answer')} written at "
                "once: wait for one to finish.")
-        connection.execute(COUNT_ANSWER, {"b_owner": owner, "b_day": day,
-                                          "b_minute": minute, "b_minute_answers": in_minute + 1})
-
-    @staticmethod
-    def count_answer(connection: Connection, owner: str, now: datetime) -> None:
-        """Count an answer to which no limit applies (an admin's, or with the limits off)."""
-        connection.execute(_statement("answer", connection),
-                           {"b_owner": owner, "b_day": now.date()})
 
     def admit_conversation(self, connection: Connection, owner: str, quota: Quota | None,
                            now: datetime) -> None:
         """Count a new conversation of `owner`'s, or raise `LimitExceeded`."""
         if quota is None:
             return
-        row = self._lock(connection, owner, now)
-        _check("conversations_per_day", quota.conversations_per_day, lambda: row.conversations,
+        counted = connection.execute(_statement("conversation", connection),
+                                     {"b_owner": owner, "b_day": now.date()}).scalar_one()
+        _check("conversations_per_day", quota.conversations_per_day, lambda: counted - 1,
                tomorrow(now), now,
                f"You may start {_count(quota.conversations_per_day, 'conversation')} a day, "
                "and today's are used.")
@@ -220,7 +233,6 @@ class Limits:
                lambda: connection.execute(STORED, {"b_owner": owner}).scalar_one(), None, now,
                f"You may keep {_count(quota.stored_conversations, 'conversation')}: delete "
                "one to start another.")
-        connection.execute(COUNT_CONVERSATION, {"b_owner": owner, "b_day": now.date()})
 
     def add_tokens(self, connection: Connection, message_id: uuid.UUID, tokens: int,
                    day: date) -> None:
@@ -228,12 +240,8 @@ class Limits:
         there is a budget (one row that every answer would update otherwise)."""
         if tokens <= 0:
             return
-        statement = _statement("tokens", connection)
-        connection.execute(statement, {"b_message": message_id, "b_tokens": tokens,
-                                       "b_day": day})
-        if self.budget:  # no such message: the row of everyone
-            connection.execute(statement, {"b_message": None, "b_tokens": tokens,
-                                           "b_day": day})
+        connection.execute(_statement("tokens", connection, bool(self.budget)),
+                           {"b_message": message_id, "b_tokens": tokens, "b_day": day})
 
     def usage(self, connection: Connection, owner: str, quota: Quota | None,
               now: datetime) -> dict[str, Any]:
