@@ -11,7 +11,8 @@ scripts, run as files, put the repository's root on ``sys.path`` and import
 ``tests.fakemodel``; ``python -m tests.fakemodel`` serves it from the repository's root.
 
 Routes: ``POST /v1/chat/completions``, ``POST /openai/deployments/<name>/chat/completions``
-(Azure; the deployment is the model name) and ``GET /v1/models``.
+(Azure; the deployment is the model name), the Responses API's ``POST /v1/responses`` and
+``POST /openai/responses`` (Azure), streamed only, and ``GET /v1/models``.
 
 A request overrides the server's settings with ``@@fake{...}`` (a JSON object) in the
 last user message. Keys: ``reply``, ``tokens`` (a generated answer of that many tokens,
@@ -26,6 +27,14 @@ answer into pieces of that many characters, not words); ``fault``, one of
 - ``content_filter_prompt``, ``context_length``: Azure's and OpenAI's 400 errors;
 - ``content_filter_answer``: stop with ``finish_reason: content_filter`` after ``after``;
 - ``length``: the whole answer, with ``finish_reason: length``.
+
+``reasoning`` (text) streams reasoning before the answer, in ``chunk``-sized pieces or word by
+word: as ``reasoning_content`` deltas (``reasoning_field``: ``reasoning``, or ``think`` for a
+leading ``<think>`` block in the content) in Chat Completions, as reasoning summary events in
+the Responses API. There the faults are the same, as Responses events: ``content_filter_answer``
+ends in ``response.incomplete`` (reason ``content_filter``), ``length`` in ``response.incomplete``
+(``max_output_tokens``), ``drop`` and ``malformed`` as above, the statuses as HTTP errors.
+Each request's ``model`` is recorded with it (``requests``).
 
 Unknown keys or values get a 400, so that a typo in a test fails loudly. A request's
 ``max_tokens`` (or ``max_completion_tokens``) cuts the answer short, ending in ``length``.
@@ -50,6 +59,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _AZURE_PATH = re.compile(r"/openai/deployments/([^/]+)/chat/completions")
+_RESPONSES_PATHS = frozenset(("/v1/responses", "/openai/responses"))
+_REASONING_FIELDS = frozenset(("reasoning_content", "reasoning", "think"))
 _TOKEN_RE = re.compile(r"\S+\s*|\s+")  # a word with the whitespace after it; lossless
 _MARKER = "@@fake"
 # fmt: off
@@ -60,7 +71,7 @@ _FAULTS = frozenset((
 # fmt: on
 _NUMBER = (int, float)
 _DIRECTIVE_TYPES: dict[str, type | tuple[type, ...]] = {
-    **dict.fromkeys(("reply", "fault", "code", "key"), str),
+    **dict.fromkeys(("reply", "fault", "code", "key", "reasoning", "reasoning_field"), str),
     **dict.fromkeys(("tokens", "chunk", "status", "times", "after"), int),
     **dict.fromkeys(("ttft", "gap", "retry_after"), _NUMBER),
 }
@@ -153,6 +164,13 @@ def _answer(
     return tuple(pieces), tuple(json.dumps(p).encode() for p in pieces)
 
 
+def _pieces(text: str, chunk: int) -> list[str]:
+    """``text`` in ``chunk``-sized pieces, or word by word."""
+    if chunk:
+        return [text[i : i + chunk] for i in range(0, len(text), chunk)]
+    return _TOKEN_RE.findall(text)
+
+
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -193,6 +211,8 @@ def _directive(messages: list[Any]) -> tuple[dict[str, Any], str]:
         raise ValueError(
             f"fake model: unknown fault {obj['fault']!r}; expected one of {sorted(_FAULTS)}"
         )
+    if obj.get("reasoning_field", "reasoning_content") not in _REASONING_FIELDS:
+        raise ValueError(f"fake model: reasoning_field is one of {sorted(_REASONING_FIELDS)}")
     if obj.get("status", 400) not in range(400, 600):
         raise ValueError("fake model: directive status must be 400..599")
     return obj, text[start:end]
@@ -329,13 +349,15 @@ class FakeModelServer:
         if path == "/v1/models" and method == "GET":
             models = [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "brook"}]
             return await self._send(writer, 200, {"object": "list", "data": models}, keep)
-        if path != "/v1/chat/completions" and azure is None:
+        responses = path in _RESPONSES_PATHS
+        if path != "/v1/chat/completions" and azure is None and not responses:
             message = f"fake model: no route for {method} {path}"
             return await self._send(writer, 404, _error(message, "invalid_request_error"), keep)
         if method != "POST":
             message = f"fake model: {method} is not allowed here"
             return await self._send(writer, 405, _error(message, "invalid_request_error"), keep)
-        return await self._chat(writer, target, headers, raw, azure and azure.group(1), keep)
+        return await self._chat(writer, target, headers, raw, azure and azure.group(1), keep,
+                                responses)
 
     @staticmethod
     async def _read(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes] | None:
@@ -391,6 +413,7 @@ class FakeModelServer:
         raw: bytes,
         deployment: str | None,
         keep: bool,
+        responses: bool = False,
     ) -> bool:
         """Record a chat request, then fail it as asked or answer it."""
         try:
@@ -407,9 +430,12 @@ class FakeModelServer:
             )
             return await self._send(writer, 401, error, keep)
         try:
-            if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-                raise ValueError("fake model: the body must be an object with a 'messages' list")
-            d, d_text = _directive(body["messages"])
+            field = "input" if responses else "messages"
+            if not isinstance(body, dict) or not isinstance(body.get(field), list):
+                raise ValueError(f"fake model: the body must be an object with a {field!r} list")
+            if responses and body.get("stream") is not True:
+                raise ValueError("fake model: the Responses API is served streamed only")
+            d, d_text = _directive(body[field])
         except ValueError as exc:
             error = _error(str(exc), "invalid_request_error", "invalid_fake_request")
             return await self._send(writer, 400, error, keep)
@@ -435,6 +461,8 @@ class FakeModelServer:
             return await self._send(writer, 400, {"error": _PROMPT_FILTERED}, keep)
         if fault == "context_length":
             return await self._send(writer, 400, {"error": _CONTEXT_LENGTH}, keep)
+        if responses:
+            return await self._respond(writer, body, d, keep)
         return await self._complete(writer, body, d, deployment, keep)
 
     async def _complete(
@@ -501,6 +529,21 @@ class FakeModelServer:
             await writer.drain()
             await asyncio.sleep(ttft)
             batch: list[bytes] = []  # without a gap, everything goes out in one write below
+            field = d.get("reasoning_field", "reasoning_content")
+            thoughts = _pieces(d.get("reasoning", ""), chunk)
+            if thoughts and field == "think":
+                thoughts = ["<think>", *thoughts, "</think>\n\n"]
+            for i, thought in enumerate(thoughts):
+                delta = {"content": thought} if field == "think" else {field: thought}
+                frame = _event({**base, "choices": [
+                    {"index": 0, "delta": delta, "finish_reason": None}]})
+                if gap > 0:
+                    if i:
+                        await asyncio.sleep(gap)
+                    writer.write(frame)
+                    await writer.drain()
+                else:
+                    batch.append(frame)
             for i in range(count):
                 frame = _frame(pre + encoded[i] + post)
                 if i == after and fault == "malformed":
@@ -525,6 +568,94 @@ class FakeModelServer:
                 batch.append(_event({**base, "choices": [], "usage": usage}))
             batch.append(_frame(_DONE) + b"0\r\n\r\n")  # [DONE] and the last chunk in one packet
             writer.write(b"".join(batch))
+            await writer.drain()
+            return keep
+        except ConnectionError:  # the client hung up mid-answer (seen at a write)
+            with self._lock:
+                self.hangups += 1
+            raise
+
+    async def _respond(
+        self, writer: asyncio.StreamWriter, body: dict[str, Any], d: dict[str, Any], keep: bool
+    ) -> bool:
+        """Stream a Responses API answer: reasoning summary, then text, then the end."""
+        reply, tokens, chunk = (
+            d.get("reply", None if "tokens" in d else self.reply),
+            d.get("tokens", self.tokens),
+            d.get("chunk", 0),
+        )
+        pieces, _ = _answer(reply, tokens, chunk)
+        thoughts = _pieces(d.get("reasoning", ""), chunk)
+        ttft, gap = d.get("ttft", self.ttft), d.get("gap", self.gap)
+        fault, after = d.get("fault"), d.get("after", 2)
+        limit = body.get("max_output_tokens")
+        count, reason = len(pieces), "max_output_tokens" if fault == "length" else None
+        if isinstance(limit, int) and 0 < limit < count:
+            count, reason = limit, "max_output_tokens"
+        if fault in ("drop", "content_filter_answer"):
+            count = min(count, after)
+            reason = "content_filter" if fault == "content_filter_answer" else reason
+        rid = f"resp_fake{next(self._ids):08x}"
+        model = str(body.get("model") or "fake-model")
+        inputs = [m for m in body["input"] if isinstance(m, dict)]
+        prompt = (sum(len(_text_of(m.get("content"))) for m in inputs)
+                  + len(str(body.get("instructions") or ""))) // 4
+        sequence = itertools.count()
+
+        def event(kind: str, **fields: Any) -> bytes:
+            data = json.dumps({"type": kind, "sequence_number": next(sequence), **fields},
+                              separators=(",", ":"))
+            return _frame(f"event: {kind}\ndata: {data}\n\n".encode())
+
+        response = {"id": rid, "object": "response", "created_at": int(time.time()),
+                    "model": model, "status": "in_progress", "output": []}
+        head = (
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+            "cache-control: no-cache\r\ntransfer-encoding: chunked\r\n"
+            f"connection: {'keep-alive' if keep else 'close'}\r\nx-request-id: {rid}\r\n\r\n"
+        )
+        frames: list[bytes] = []
+        if thoughts:
+            frames += [event("response.output_item.added", output_index=0,
+                             item={"id": "rs_1", "type": "reasoning", "summary": []}),
+                       event("response.reasoning_summary_part.added", item_id="rs_1",
+                             output_index=0, summary_index=0,
+                             part={"type": "summary_text", "text": ""})]
+            frames += [event("response.reasoning_summary_text.delta", item_id="rs_1",
+                             output_index=0, summary_index=0, delta=t) for t in thoughts]
+            frames += [event("response.reasoning_summary_text.done", item_id="rs_1",
+                             output_index=0, summary_index=0, text="".join(thoughts))]
+        index = 1 if thoughts else 0
+        frames.append(event("response.output_item.added", output_index=index, item={
+            "id": "msg_1", "type": "message", "role": "assistant", "content": []}))
+        texts = [event("response.output_text.delta", item_id="msg_1", output_index=index,
+                       content_index=0, delta=p) for p in pieces[:count]]
+        if fault == "malformed":
+            texts.insert(min(after, len(texts)), _frame(_MALFORMED))
+        usage = {"input_tokens": prompt, "output_tokens": count,
+                 "total_tokens": prompt + count}
+        end = "response.incomplete" if reason else "response.completed"
+        final = {**response, "status": "incomplete" if reason else "completed",
+                 "incomplete_details": {"reason": reason} if reason else None, "usage": usage}
+        tail = [event("response.output_text.done", item_id="msg_1", output_index=index,
+                      content_index=0, text="".join(pieces[:count])),
+                event(end, response=final)]
+        try:
+            writer.write(head.encode() + event("response.created", response=response))
+            await writer.drain()
+            await asyncio.sleep(ttft)
+            streamed = frames + texts
+            for i, frame in enumerate(streamed):
+                if gap > 0 and i:
+                    await asyncio.sleep(gap)
+                writer.write(frame)
+                if gap > 0:
+                    await writer.drain()
+            if fault == "drop":
+                await writer.drain()
+                writer.transport.abort()
+                return False
+            writer.write(b"".join(tail) + b"0\r\n\r\n")
             await writer.drain()
             return keep
         except ConnectionError:  # the client hung up mid-answer (seen at a write)

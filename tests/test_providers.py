@@ -11,10 +11,18 @@ import pytest
 from azure.core.credentials import AccessToken
 
 from brook.config import load_settings
-from brook.providers import ProviderError, Usage, build_provider
+from brook.providers import ProviderError, Reasoning, Usage, build_provider
 from brook.providers.openai_compat import AZURE_SCOPE, OpenAICompatible
 
-from .conftest import AppFactory, new_conversation, read_events, send, wait_for_answer, wait_until
+from .conftest import (
+    AppFactory,
+    directive,
+    new_conversation,
+    read_events,
+    send,
+    wait_for_answer,
+    wait_until,
+)
 from .fakemodel import FakeModelServer
 
 PROMPT = [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}]
@@ -138,3 +146,105 @@ def test_stopping_early_closes_the_response(fake: FakeModelServer, tmp_path: Pat
     finally:
         provider.close()
     assert fake.connections - before == 2
+
+
+# -- the Responses API, and reasoning ----------------------------------------------------------
+
+def responses_provider(fake: FakeModelServer, summary: str | None = "auto") -> OpenAICompatible:
+    import openai
+
+    client = openai.OpenAI(api_key="k", base_url=fake.url + "/v1", max_retries=0)
+    return OpenAICompatible(client, "gpt-fake", api="responses", reasoning_summary=summary)
+
+
+def stream_of(provider: OpenAICompatible, content: str) -> list[Any]:
+    try:
+        return list(provider.stream([{"role": "system", "content": "Be brief."},
+                                     {"role": "assistant", "content": "Earlier."},
+                                     {"role": "user", "content": content}]))
+    finally:
+        provider.close()
+
+
+def test_the_responses_api_streams_reasoning_text_and_usage(fake: FakeModelServer) -> None:
+    items = stream_of(responses_provider(fake), "why? " + directive(
+        reasoning="Weighing <b>both</b> sides.", reply="Because **yes**."))
+    assert "".join(i.text for i in items if isinstance(i, Reasoning)) == (
+        "Weighing <b>both</b> sides.")
+    assert "".join(i for i in items if isinstance(i, str)) == "Because **yes**."
+    assert isinstance(items[-1], Usage)
+    assert items[-1].completion_tokens
+    request = fake.requests[-1]
+    assert request["path"] == "/v1/responses"
+    body = request["body"]
+    assert body["instructions"] == "Be brief."
+    assert [m["role"] for m in body["input"]] == ["assistant", "user"]
+    assert body["reasoning"] == {"summary": "auto"}
+    assert body["stream"] is True
+    assert body["store"] is False
+
+
+def test_the_responses_api_without_a_reasoning_summary_asks_for_none(
+        fake: FakeModelServer) -> None:
+    items = stream_of(responses_provider(fake, None), "hi " + directive(reply="Hi."))
+    assert [i for i in items if isinstance(i, str)] == ["Hi."]
+    assert "reasoning" not in fake.requests[-1]["body"]
+
+
+@pytest.mark.parametrize(("fault", "code"), [
+    ({"fault": "status", "status": 500}, "upstream_error"),
+    ({"fault": "status", "status": 429}, "rate_limited"),
+    ({"fault": "content_filter_prompt"}, "content_filter"),
+    ({"fault": "context_length"}, "context_length_exceeded"),
+    ({"fault": "content_filter_answer", "after": 2}, "content_filter"),
+    ({"fault": "malformed", "after": 2}, "upstream_bad_response"),
+    ({"fault": "drop", "after": 2}, "stream_interrupted"),
+])
+def test_the_responses_api_faults_are_told_plainly(fake: FakeModelServer, fault: dict[str, Any],
+                                                   code: str) -> None:
+    provider = responses_provider(fake)
+    items: list[Any] = []
+    stream = provider.stream([{"role": "user", "content": directive(**fault)}])
+    with pytest.raises(ProviderError) as caught:
+        items.extend(stream)
+    provider.close()
+    assert caught.value.code == code
+    assert "fake model" not in caught.value.message  # the upstream's words stay in the log
+    if fault.get("after"):
+        assert "".join(i for i in items if isinstance(i, str))  # the text before it is kept
+
+
+def test_the_responses_api_cut_at_its_limit_ends_as_an_answer(fake: FakeModelServer) -> None:
+    items = stream_of(responses_provider(fake), directive(fault="length", tokens=5))
+    assert "".join(i for i in items if isinstance(i, str))
+    assert isinstance(items[-1], Usage)
+
+
+def test_the_responses_api_on_azure_keyless(fake: FakeModelServer) -> None:
+    import openai
+
+    client = openai.AzureOpenAI(azure_endpoint=fake.url, api_version="2025-04-01-preview",
+                                azure_ad_token_provider=lambda: "entra-token", max_retries=0)
+    items = stream_of(OpenAICompatible(client, "gpt-5-mini", api="responses"),
+                      directive(reply="Keyless."))
+    assert [i for i in items if isinstance(i, str)] == ["Keyless."]
+    request = fake.requests[-1]
+    assert request["path"] == "/openai/responses?api-version=2025-04-01-preview"
+    assert request["headers"]["authorization"] == "Bearer entra-token"
+    assert request["body"]["model"] == "gpt-5-mini"
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning", "think"])
+def test_chat_completions_reasoning_in_each_form_comes_apart(fake: FakeModelServer,
+                                                             tmp_path: Path, field: str) -> None:
+    settings = load_settings({"OPENAI_BASE_URL": fake.url + "/v1", "OPENAI_MODEL": "r1"},
+                             tmp_path)
+    provider = build_provider(settings)
+    try:
+        items = list(provider.stream([{"role": "user", "content": directive(
+            reasoning="First this, then that.", reasoning_field=field, reply="Done.")}]))
+    finally:
+        provider.close()
+    assert "".join(i.text for i in items if isinstance(i, Reasoning)) == (
+        "First this, then that.")
+    assert "".join(i for i in items if isinstance(i, str)) == "Done."

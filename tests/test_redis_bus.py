@@ -414,7 +414,7 @@ def test_readers_wait_through_a_redis_restart(redis_server: RedisServer,
             assert reader.rest == len("before ")
     # What was written while Redis was away went out when it came back.
     wait_until(lambda: published(client, answer.message_id) == len(full), "the end")
-    assert writer.recover(answer.message_id) == (7, "during after")
+    assert writer.recover(answer.message_id) == (7, "during after", 0)
 
 
 def test_a_stream_lost_with_redis_hands_over_to_the_database(
@@ -517,7 +517,7 @@ def test_recover_and_publish_end(target: Target, buses: Callable[..., RedisBus])
     answer = writer.open(uuid.uuid4(), "fake")
     write(answer, target.client, "hello ")
     write(answer, target.client, "world")
-    assert sweeper.recover(answer.message_id) == (0, "hello world")
+    assert sweeper.recover(answer.message_id) == (0, "hello world", 0)
     reader = Reader(lambda: reader_bus.read(answer.message_id, None))
     assert reader.wait(lambda r: r.text == "hello world")
     # The writer died: the sweep stored the text and ends the stream for its readers.
@@ -543,9 +543,9 @@ def test_recover_a_stream_that_lost_entries(target: Target,
     stream = key(message_id)
     target.client.xadd(stream, {"t": "world"}, id="11-1")  # the beginning was lost
     target.client.xadd(stream, {"t": "abc"}, id="14-1")
-    assert bus.recover(message_id) == (6, "worldabc")
+    assert bus.recover(message_id) == (6, "worldabc", 0)
     target.client.xadd(stream, {"t": "xyz"}, id="20-1")  # 14 to 17 were lost too
-    assert bus.recover(message_id) == (17, "xyz")
+    assert bus.recover(message_id) == (17, "xyz", 0)
 
 
 def has_text(reader: Reader, expected: str) -> bool:
@@ -563,7 +563,7 @@ def test_text_sent_again_after_a_lost_reply_is_read_and_recovered_once(
     target.client.xadd(stream, {"t": "Hello"}, id="5-1")
     target.client.xadd(stream, {"t": ", w"}, id="8-1")  # applied, but its reply was lost
     target.client.xadd(stream, {"t": ", world"}, id="12-1")  # so sent again, and more
-    assert bus.recover(message_id) == (0, "Hello, world")
+    assert bus.recover(message_id) == (0, "Hello, world", 0)
     for after in (None, 0, 3, 6, 9):
         reader = Reader(functools.partial(bus.read, message_id, after))
         expected = "Hello, world"[after or 0:]
@@ -602,7 +602,7 @@ def test_entries_refused_after_another_instance_ended_the_answer_are_dropped_qui
     assert refused
     assert all(r.levelno == logging.DEBUG for r in refused)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert sweeper.recover(answer.message_id) == (0, "hello")
+    assert sweeper.recover(answer.message_id) == (0, "hello", 0)
 
 
 # -- clusters ----------------------------------------------------------------------------------

@@ -230,6 +230,19 @@ CHECK_ANSWERS = """(indexes) => {
   });
 }"""
 
+CHECK_THINKING = """(indexes) => {
+  const answers = document.querySelectorAll('.message[data-role="assistant"]');
+  return indexes.map((i) => {
+    const el = answers[i];
+    const body = el && el.querySelector(".thinking > .content");
+    if (!body) return { missing: true };
+    const problems = [];
+    for (const node of body.querySelectorAll("*")) problems.push(...window.__xssInspect(node));
+    const empty = !body.textContent.trim() && !body.querySelector("*");
+    return { status: el.dataset.status, empty, problems };
+  });
+}"""
+
 ANSWERED = """(i) => {
   const answer = document.querySelectorAll('.message[data-role="assistant"]')[i];
   return answer !== undefined && answer.dataset.status === "complete";
@@ -353,6 +366,43 @@ def test_hostile_answers_stay_inert(watched: tuple[Page, Watch], fake: FakeModel
     expect(answers).to_have_count(len(PAYLOADS), timeout=15_000)
     check_answers(page, list(range(len(PAYLOADS))))
     check_page(page, watch, f"after reload, all {len(PAYLOADS)} payloads")
+
+
+def check_thinking(page: Page, indexes: list[int]) -> None:
+    results: list[dict[str, Any]] = page.evaluate(CHECK_THINKING, indexes)
+    for index, result in zip(indexes, results, strict=True):
+        name, payload = PAYLOADS[index]
+        where = f"payload #{index} {name!r} ({payload!r}) as reasoning"
+        assert not result.get("missing"), f"{where}: no Thinking block"
+        assert result["status"] == "complete", f"{where}: answer status {result['status']!r}"
+        assert not result["empty"], f"{where}: the reasoning rendered empty"
+        assert result["problems"] == [], f"{where}: active content: " + "; ".join(
+            result["problems"])
+
+
+def test_hostile_reasoning_stays_inert(watched: tuple[Page, Watch]) -> None:
+    """The corpus as a model's reasoning: streamed into the Thinking block (open while it
+    streams), then rendered again from the database when each block is opened."""
+    page, watch = watched
+    answers = page.locator('.message[data-role="assistant"]')
+    for index, (name, payload) in enumerate(PAYLOADS):
+        directive = "@@fake" + json.dumps({"chunk": 3, "reasoning": payload, "reply": "Done."})
+        page.locator("#prompt").fill(f"Payload {index} {directive}")
+        page.locator("#prompt").press("Enter")
+        where = f"payload #{index} {name!r} ({payload!r}) as reasoning"
+        try:
+            page.wait_for_function(ANSWERED, arg=index, timeout=15_000)
+        except PlaywrightTimeoutError:
+            pytest.fail(f"{where}: the answer did not complete; page errors: {watch.errors}")
+        check_thinking(page, [index])
+        check_page(page, watch, where)
+
+    page.reload()
+    expect(answers).to_have_count(len(PAYLOADS), timeout=15_000)
+    for summary in page.locator(".thinking > summary").all():
+        summary.click()  # a stored reasoning is rendered when its block is opened
+    check_thinking(page, list(range(len(PAYLOADS))))
+    check_page(page, watch, f"after reload, all {len(PAYLOADS)} payloads as reasoning")
 
 
 def test_corpus_is_large_and_distinct() -> None:

@@ -85,6 +85,9 @@ class Message(Base):
     position: Mapped[int]
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text, default="")
+    # An answer's reasoning (a reasoning model's summary or thinking), shown apart from
+    # its content and never sent back to the model.
+    reasoning: Mapped[str] = mapped_column(Text, default="", server_default="")
     status: Mapped[str] = mapped_column(String(16), default="complete")
     model: Mapped[str | None] = mapped_column(String(200), default=None)
     prompt_tokens: Mapped[int | None] = mapped_column(default=None)

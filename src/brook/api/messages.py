@@ -30,9 +30,12 @@ from .usage import LIMITED, owner_quota
 
 NO_ANSWER = "`not_found`: no such answer of yours."
 STREAM = """\
-Events: `start` (id 0), `message` (the next piece of the answer), \
-`error` (always followed by `end`), `end` (the final status and usage). Every event's `id` \
-is the number of characters of the answer delivered so far. `Last-Event-ID` (or `?after=N`) \
+Events: `start` (id 0), `progress` (the local model's download and load, before any \
+text), `reasoning` (the next piece of the model's reasoning, before the answer's text), \
+`message` (the next piece of the answer), `error` (always followed by `end`), `end` (the \
+final status and usage). Every event's `id` is the number of characters delivered so far, \
+reasoning first, then the answer (the message's `reasoning`, then its `content`). \
+`Last-Event-ID` (or `?after=N`) \
 resumes after that event with no lost or repeated text; without either the stream starts \
 with `start`. A finished answer replays and ends. An answer `interrupted` when the process \
 writing it died keeps every word that reached the database or Redis; a reader who had read \

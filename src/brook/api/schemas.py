@@ -130,6 +130,9 @@ class Message(Model):
     conversation_id: uuid.UUID
     role: Literal["user", "assistant"]
     content: str = Field(description="An answer's text so far while it is `streaming`.")
+    reasoning: str = Field(description="An answer's reasoning (a reasoning model's summary or "
+                                       "thinking), empty where it has none; never sent back "
+                                       "to the model. The stream's offsets count it first.")
     status: Status
     model: str | None = Field(description="The model that wrote an answer.")
     usage: Usage | None

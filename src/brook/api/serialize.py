@@ -31,6 +31,7 @@ def message(row: models.Message) -> schemas.Message:
         conversation_id=row.conversation_id,
         role=row.role,  # type: ignore[arg-type]  # a Literal the column holds as text
         content=row.content,
+        reasoning=row.reasoning,
         status=row.status,  # type: ignore[arg-type]
         model=row.model,
         usage=schemas.Usage(**usage) if usage else None,

@@ -23,7 +23,7 @@ from ..config import Settings
 from ..database import autocommit
 from ..messages import ChatMessage
 from ..models import Message, utcnow
-from ..providers import Progress, Provider, ProviderError, Usage
+from ..providers import Progress, Provider, ProviderError, Reasoning, Usage
 from .bus import INTERNAL_ERROR, LocalBus
 from .limits import Limits
 from .live import LiveAnswer
@@ -35,9 +35,11 @@ MESSAGES = cast(Table, Message.__table__)
 # Built once: constructing a statement costs more than running it on SQLite.
 _STILL_STREAMING = update(MESSAGES).where(MESSAGES.c.id == bindparam("b_id"),
                                           MESSAGES.c.status == "streaming")
-FLUSH = _STILL_STREAMING.values(content=bindparam("b_content"), updated_at=bindparam("b_now"))
+FLUSH = _STILL_STREAMING.values(content=bindparam("b_content"),
+                                reasoning=bindparam("b_reasoning"), updated_at=bindparam("b_now"))
 FINAL = _STILL_STREAMING.values(
-    content=bindparam("b_content"), status=bindparam("b_status"), error=bindparam("b_error"),
+    content=bindparam("b_content"), reasoning=bindparam("b_reasoning"),
+    status=bindparam("b_status"), error=bindparam("b_error"),
     updated_at=bindparam("b_now"), lease_until=None, prompt_tokens=bindparam("b_prompt"),
     completion_tokens=bindparam("b_completion"))
 
@@ -79,6 +81,11 @@ class Writer:
                     continue
                 if isinstance(item, Progress):
                     live.set_progress(item.data())
+                    continue
+                if isinstance(item, Reasoning):
+                    if not live.append_reasoning(item.text):
+                        log.debug("answer %s: reasoning after the answer began, dropped",
+                                  live.message_id)
                     continue
                 live.append(item)
                 if live.length - live.flushed >= self.settings.flush_chars:
@@ -127,19 +134,20 @@ class Writer:
             if live.done:
                 return False
             live.stop_requested.set()
-            text = live.seal()
+            reasoning, text = live.seal()
             tokens = usage or {}
             try:
                 # The final write, then the tokens: statements of their own on one connection.
                 with autocommit(self.sessions()) as session:
                     connection = session.connection()
                     connection.execute(FINAL, {
-                        "b_id": live.message_id, "b_content": text, "b_status": status,
+                        "b_id": live.message_id, "b_content": text,
+                        "b_reasoning": reasoning, "b_status": status,
                         "b_error": error, "b_now": utcnow(),
                         "b_prompt": tokens.get("prompt_tokens"),
                         "b_completion": tokens.get("completion_tokens"),
                     })
-                    self._add_tokens(connection, live, text)
+                    self._add_tokens(connection, live, reasoning + text)
             except Exception:
                 log.exception("could not store the final answer %s", live.message_id)
             finally:
@@ -174,7 +182,8 @@ class Writer:
         with self.sessions.begin() as session:
             if batch:
                 session.connection().execute(FLUSH, [
-                    {"b_id": live.message_id, "b_content": live.text()[:length], "b_now": now}
+                    dict(zip(("b_reasoning", "b_content"), live.parts(length), strict=True),
+                         b_id=live.message_id, b_now=now)
                     for live, length in batch])
                 halted_where = or_(halted_where, and_(
                     Message.id.in_([live.message_id for live, _ in batch]),

@@ -20,6 +20,7 @@ from .live import LiveAnswer, LiveRegistry
 # it sent the `end`, or the offset from which the database must serve the rest (the bus
 # lost text: Redis restarted).
 Events = Generator[str, None, int | None]
+Recovered = tuple[int, str, int]  # what `recover` finds: start, text, where reasoning ends
 
 
 class BadOffset(ValueError):
@@ -49,6 +50,20 @@ INTERNAL_ERROR = {"code": "internal_error",
 
 def progress_event(progress: dict[str, Any], offset: int) -> str:
     return sse.encode("progress", progress, offset)
+
+
+def text_events(text: str, start: int, reasoning_length: int) -> str:
+    """The events of `text`, which begins at character `start` of the answer's text: a
+    `reasoning` event for what lies before `reasoning_length`, a `message` for the rest;
+    each event's id is the offset where its text ends."""
+    end = start + len(text)
+    if start >= reasoning_length:
+        return sse.encode("message", {"text": text}, end)
+    if end <= reasoning_length:
+        return sse.encode("reasoning", {"text": text}, end)
+    cut = reasoning_length - start
+    return (sse.encode("reasoning", {"text": text[:cut]}, reasoning_length)
+            + sse.encode("message", {"text": text[cut:]}, end))
 
 
 def final_events(status: str, usage: dict[str, Any] | None, error: dict[str, Any] | None,
@@ -96,11 +111,11 @@ class LocalBus:
         progress_seq = 0  # the provider's progress reports seen (before the first text)
         while True:
             hold(sent_at, self.coalesce)
-            text, done = answer.read(offset, self.keepalive, progress_seq)
+            text, reasoning_length, done = answer.read(offset, self.keepalive, progress_seq)
             if text:
-                offset += len(text)
                 sent_at = time.monotonic()
-                yield sse.encode("message", {"text": text}, offset)
+                yield text_events(text, offset, reasoning_length)
+                offset += len(text)
             elif done:
                 yield final_events(answer.status, answer.usage, answer.error, offset)
                 return None
@@ -118,9 +133,10 @@ class LocalBus:
     def request_stop(self, message_id: uuid.UUID) -> None:
         """Ask the instance generating this answer to stop it (only this one, here)."""
 
-    def recover(self, message_id: uuid.UUID) -> tuple[int, str] | None:
-        """The text a dead generator had published, if the bus kept it: `(start, text)`,
-        the text beginning at character `start`."""
+    def recover(self, message_id: uuid.UUID) -> Recovered | None:
+        """The text a dead generator had published, if the bus kept it: `(start, text,
+        reasoning_end)`, the text beginning at character `start`, its reasoning ending at
+        `reasoning_end` (chat/live.py)."""
         return None
 
     def publish_end(self, message_id: uuid.UUID, status: str, text_length: int) -> None:

@@ -127,7 +127,7 @@ def _add_tokens_statement(dialect: str, with_budget: bool) -> Any:
         return select(who.label("owner"), bindparam("b_day"), literal(0), bindparam("b_tokens"),
                       literal(0), literal(0)).where(who.is_not(None))
 
-    rows = union_all(row(owner), row(literal(EVERYONE))) if with_budget else row(owner)
+    rows: Any = union_all(row(owner), row(literal(EVERYONE))) if with_budget else row(owner)
     statement = _upsert(dialect)(USAGE).from_select(
         ["owner", "day", "answers", "tokens", "conversations", "minute_answers"], rows)
     return statement.on_conflict_do_update(

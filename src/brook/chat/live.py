@@ -18,6 +18,12 @@ class LiveAnswer:
     The text is one string plus the pieces appended since it was last read, joined on the
     next read: a list of every token would hold a string object per token for the whole
     answer, several times the text's own size.
+
+    A model's reasoning comes first: the text is its reasoning, then its answer, one
+    stream whose character offsets are the events' ids. `reasoning_length` is where the
+    answer begins: it grows with the reasoning until the answer's first text, and is fixed
+    from then on (reasoning that comes later is dropped), so every offset means the same
+    character for every reader, from the bus or from the database's two columns.
     """
 
     def __init__(self, message_id: uuid.UUID, model: str | None) -> None:
@@ -27,6 +33,8 @@ class LiveAnswer:
         self.finalizing = threading.Lock()
         self.flushed = 0  # characters already written to the database
         self.length = 0
+        self.reasoning_length = 0  # the leading characters that are reasoning
+        self.answering = False  # the answer's text has begun: the reasoning is fixed
         self.status = "streaming"
         self.usage: dict[str, Any] | None = None
         self.error: dict[str, str] | None = None
@@ -50,12 +58,24 @@ class LiveAnswer:
         with self._cond:
             if self._sealed:
                 return
+            self.answering = True
             self._tail.append(text)
             self.length += len(text)
             self._cond.notify_all()
 
+    def append_reasoning(self, text: str) -> bool:
+        """Add reasoning; False (dropped) once the answer's text has begun."""
+        with self._cond:
+            if self._sealed or self.answering:
+                return False
+            self._tail.append(text)
+            self.length += len(text)
+            self.reasoning_length = self.length
+            self._cond.notify_all()
+            return True
+
     def set_progress(self, progress: dict[str, Any]) -> None:
-        """The provider's latest progress; ignored once text has come."""
+        """The provider's latest progress; ignored once text (or reasoning) has come."""
         with self._cond:
             if self.length or self._sealed:
                 return
@@ -74,11 +94,22 @@ class LiveAnswer:
         with self._cond:
             return self._joined()
 
-    def seal(self) -> str:
-        """Freeze the text and return it."""
+    def snapshot(self) -> tuple[str, int]:
+        """The text and where its reasoning ends, read together."""
+        with self._cond:
+            return self._joined(), self.reasoning_length
+
+    def parts(self, length: int | None = None) -> tuple[str, str]:
+        """The reasoning and the answer, of the text's first `length` characters (all)."""
+        with self._cond:
+            text = self._joined()
+            return split(text if length is None else text[:length], self.reasoning_length)
+
+    def seal(self) -> tuple[str, str]:
+        """Freeze the text and return its reasoning and answer."""
         with self._cond:
             self._sealed = True
-            return self._joined()
+            return split(self._joined(), self.reasoning_length)
 
     def finish(self, status: str, usage: dict[str, Any] | None,
                error: dict[str, str] | None) -> None:
@@ -88,15 +119,21 @@ class LiveAnswer:
             self._done = True
             self._cond.notify_all()
 
-    def read(self, offset: int, timeout: float, progress_seq: int = 0) -> tuple[str, bool]:
+    def read(self, offset: int, timeout: float, progress_seq: int = 0
+             ) -> tuple[str, int, bool]:
         """Text after `offset` (waiting up to `timeout` for some, or for progress past
-        `progress_seq`), and whether it is all."""
+        `progress_seq`), where the reasoning in it ends, and whether it is all."""
         with self._cond:
             if self.length <= offset and not self._done and self.progress_seq == progress_seq:
                 self._cond.wait(timeout)
             if self.length <= offset:
-                return "", self._done
-            return self._joined()[offset:], False
+                return "", self.reasoning_length, self._done
+            return self._joined()[offset:], self.reasoning_length, False
+
+
+def split(text: str, reasoning_length: int) -> tuple[str, str]:
+    """An answer's text (its reasoning, then its answer) as the two."""
+    return text[:reasoning_length], text[reasoning_length:]
 
 
 class LiveRegistry:

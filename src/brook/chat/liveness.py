@@ -26,6 +26,8 @@ from sqlalchemy.orm import Session
 
 from ..background import os_sleep, os_thread
 from ..models import Message, Worker, utcnow
+from .bus import Recovered
+from .live import split
 
 log = logging.getLogger(__name__)
 
@@ -159,3 +161,11 @@ def surviving_text(stored: str, recovered: tuple[int, str] | None) -> str:
     if start > len(stored) or start + len(text) <= len(stored):
         return stored
     return stored[:start] + text
+
+
+def surviving(reasoning: str, content: str, recovered: Recovered | None) -> tuple[str, str]:
+    """An answer's reasoning and content that survived its writer: the database's two
+    columns, or where the bus reaches further, its text (chat/live.py's one stream)."""
+    text = surviving_text(reasoning + content, None if recovered is None else recovered[:2])
+    reasoning_end = max(len(reasoning), 0 if recovered is None else recovered[2])
+    return split(text, min(reasoning_end, len(text)))

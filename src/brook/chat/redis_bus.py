@@ -34,7 +34,7 @@ from typing import Any
 
 import redis
 
-from .bus import BadOffset, Events, LocalBus, final_events
+from .bus import BadOffset, Events, LocalBus, Recovered, final_events
 from .live import LiveAnswer
 from .redis_follow import Position, follow
 from .redis_keys import (
@@ -221,8 +221,9 @@ class RedisBus(LocalBus):
 
     # -- recovering ------------------------------------------------------------------------
 
-    def recover(self, message_id: uuid.UUID) -> tuple[int, str] | None:
-        """`(start, text)`: the text of the stream's entries and the offset it starts at.
+    def recover(self, message_id: uuid.UUID) -> Recovered | None:
+        """`(start, text, reasoning_end)`: the text of the stream's entries, the offset it
+        starts at, and where the reasoning in it ends (0: none seen).
 
         Where Redis lost entries in the middle (a failover), the last unbroken run is
         returned: the most recent text, the part the database is most likely to lack.
@@ -233,19 +234,21 @@ class RedisBus(LocalBus):
             return None
         start = 0 if "m" in entries[0][1] else covered_from(entries[0])
         pieces: list[str] = []
-        end = start
+        end, reasoning_end = start, 0
         for entry_id, fields in entries:
-            if "t" not in fields:
+            if "t" not in fields and "r" not in fields:
                 continue
-            text = fields["t"]
+            text = fields.get("t", fields.get("r", ""))
             entry_end = parse_id(entry_id)[0]
+            if "r" in fields:
+                reasoning_end = max(reasoning_end, entry_end)
             entry_start = entry_end - len(text)
             if entry_start > end:  # a gap: start over from here
                 start, pieces, end = entry_start, [], entry_start
             if entry_end > end:  # text sent again after a lost reply overlaps: trimmed
                 pieces.append(text[end - entry_start:])
                 end = entry_end
-        return start, "".join(pieces)
+        return start, "".join(pieces), reasoning_end
 
     def publish_end(self, message_id: uuid.UUID, status: str, text_length: int) -> None:
         """End a stream whose writer died (if it is there and has no end yet)."""

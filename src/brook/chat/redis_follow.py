@@ -36,10 +36,11 @@ class Position:
         whether text is missing before them (Redis lost it)."""
         events: list[str] = []
         pieces: list[str] = []
+        kind = "message"  # of the pieces: `message`, or `reasoning` (an `r` entry's)
 
         def flush() -> None:
             if pieces:
-                events.append(sse.encode("message", {"text": "".join(pieces)}, self.offset))
+                events.append(sse.encode(kind, {"text": "".join(pieces)}, self.offset))
                 pieces.clear()
 
         for entry_id, fields in entries:
@@ -48,8 +49,8 @@ class Position:
                 continue
             self.cursor = parsed
             end = parsed[0]
-            if "t" in fields:
-                text = fields["t"]
+            if "t" in fields or "r" in fields:
+                text = fields.get("t", fields.get("r", ""))
                 start = end - len(text)
                 if start > self.offset:
                     flush()
@@ -57,6 +58,10 @@ class Position:
                 if end > self.offset:
                     if events and events[-1].startswith(PROGRESS):
                         events.pop()  # the text supersedes it
+                    entry_kind = "message" if "t" in fields else "reasoning"
+                    if entry_kind != kind:
+                        flush()
+                        kind = entry_kind
                     pieces.append(text[self.offset - start:])
                     self.offset = end
             elif "e" in fields:

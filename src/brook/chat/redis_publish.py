@@ -2,7 +2,8 @@
 
 An answer's stream holds `0-1` (its start, with the model), `0-<n+1>` (the provider's n-th
 progress report before any text: the local model's download), `<end>-1` entries (the text
-that ends at character <end>) and `<end>-2` (its end). The flusher sends every answer that has
+that ends at character <end>: field `r` for reasoning, `t` for the answer; chat/live.py)
+and `<end>-2` (its end). The flusher sends every answer that has
 something new in one pipeline: the first piece of text at once (it is woken), later ones
 with the next round, once per coalescing window, and the end at once, after the last text.
 Waking it for later text too (for a token a window after the answer's last publish) woke it
@@ -57,6 +58,13 @@ class PublishedAnswer(LiveAnswer):
         super().append(text)
         self.publisher.mark_dirty(self, urgent=not self.published or not self.publisher.coalesce)
 
+    def append_reasoning(self, text: str) -> bool:
+        added = super().append_reasoning(text)
+        if added:
+            self.publisher.mark_dirty(self, urgent=not self.published
+                                      or not self.publisher.coalesce)
+        return added
+
     def set_progress(self, progress: dict[str, Any]) -> None:
         super().set_progress(progress)
         self.publisher.mark_dirty(self, urgent=True)
@@ -96,9 +104,16 @@ class PublishedAnswer(LiveAnswer):
                 self._progress_queued = seq
                 commands += 1
             if length > self.published:
-                pipe.xadd(self.key, {"t": self.text()[self.published:length]},
-                          id=f"{length}-1")
-                commands += 1
+                text, reasoning_length = self.snapshot()
+                start = self.published
+                if start < reasoning_length:
+                    cut = min(reasoning_length, length)
+                    pipe.xadd(self.key, {"r": text[start:cut]}, id=f"{cut}-1")
+                    commands += 1
+                    start = cut
+                if length > start:
+                    pipe.xadd(self.key, {"t": text[start:length]}, id=f"{length}-1")
+                    commands += 1
             if ending is not None:
                 pipe.xadd(self.key, {"e": ending}, id=f"{length}-2")
                 pipe.execute_command("XSETID", self.key, SEALED)

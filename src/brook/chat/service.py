@@ -30,7 +30,7 @@ from .admission import Admission, Overloaded
 from .answers import Writer
 from .bus import BadOffset, Events, LocalBus, final_events
 from .limits import LimitExceeded, Limits, Quota, per_owner
-from .liveness import Heartbeat, forget_old_workers, gone, orphans, surviving_text, worker_id
+from .liveness import Heartbeat, forget_old_workers, gone, orphans, surviving, worker_id
 from .stored import deleted_event, stored_events
 from .tokens import TokenCounter
 from .turns import Busy, NotFound, NotLast, Turn, Turns
@@ -262,20 +262,23 @@ class ChatService:
         recovered = self.bus.recover(message_id)
         with self.sessions.begin() as session:
             row = session.execute(
-                select(Message.content, Message.conversation_id, Message.position)
+                select(Message.reasoning, Message.content, Message.conversation_id,
+                       Message.position)
                 .where(Message.id == message_id, Message.status == "streaming")
                 .with_for_update()).first()
             if row is None:
                 return False
-            text = surviving_text(row.content, recovered)
+            reasoning, text = surviving(row.reasoning, row.content, recovered)
             session.execute(
                 update(Message)
                 .where(Message.id == message_id, Message.status == "streaming")
-                .values(status=status, content=text, updated_at=utcnow(), lease_until=None))
+                .values(status=status, content=text, reasoning=reasoning, updated_at=utcnow(),
+                        lease_until=None))
             # Its tokens count too (the model's report died with the process: an estimate).
-            tokens = self.turns.estimate_tokens(session, row.conversation_id, row.position, text)
+            tokens = self.turns.estimate_tokens(session, row.conversation_id, row.position,
+                                                reasoning + text)
             self.limits.add_tokens(session.connection(), message_id, tokens, utcnow().date())
-        self.bus.publish_end(message_id, status, len(text))
+        self.bus.publish_end(message_id, status, len(reasoning) + len(text))
         return True
 
     def sweep(self) -> int:
@@ -318,10 +321,10 @@ class ChatService:
             message = session.get(Message, message_id)
         if message is None:
             raise Gone(message_id)
-        if after is not None and after > len(message.content):
+        length = len(message.reasoning) + len(message.content)  # the offsets' (chat/live.py)
+        if after is not None and after > length:
             if message.status == "interrupted":
-                return iter([final_events("interrupted", usage_of(message), None,
-                                          len(message.content))])
+                return iter([final_events("interrupted", usage_of(message), None, length)])
             if message.status != "streaming":
                 raise BadOffset(after)
         return self._stored(message, after)

@@ -38,8 +38,8 @@ CLAIM = (update(CONVERSATIONS)
 HISTORY = (select(Message.id, Message.position, Message.role, Message.content, Message.status)
            .where(Message.conversation_id == bindparam("b_conversation"))
            .order_by(Message.position))
-_COLUMNS = ("id", "conversation_id", "position", "role", "content", "status", "model",
-            "worker", "lease_until", "created_at", "updated_at")
+_COLUMNS = ("id", "conversation_id", "position", "role", "content", "reasoning", "status",
+            "model", "worker", "lease_until", "created_at", "updated_at")
 # Executed with both rows at once: one statement, cached once compiled (a multi-row VALUES
 # clause is compiled anew every time).
 INSERT_MESSAGES = insert(MESSAGES)
@@ -99,7 +99,8 @@ class Turns:
                                                         {"b_conversation": conversation_id})]
         position = rows[-1].position + 1 if rows else 0
         user = Message(id=uuid.uuid4(), conversation_id=conversation_id, position=position,
-                       role="user", content=content, status="complete", model=None,
+                       role="user", content=content, reasoning="", status="complete",
+                       model=None,
                        worker=None, lease_until=None, created_at=now, updated_at=now,
                        prompt_tokens=None, completion_tokens=None, error=None)
         answer = self._new_answer(answer_id, conversation_id, position + 1, now)
@@ -149,7 +150,8 @@ class Turns:
     def _new_answer(self, answer_id: uuid.UUID, conversation_id: uuid.UUID, position: int,
                     now: datetime) -> Message:
         return Message(id=answer_id, conversation_id=conversation_id, position=position,
-                       role="assistant", content="", status="streaming", model=self.model,
+                       role="assistant", content="", reasoning="", status="streaming",
+                       model=self.model,
                        created_at=now, updated_at=now, worker=self.worker,
                        lease_until=now + self.lease, prompt_tokens=None,
                        completion_tokens=None, error=None)

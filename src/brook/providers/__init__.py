@@ -5,9 +5,9 @@ from __future__ import annotations
 from azure.core.credentials import TokenCredential
 
 from ..config import MODEL_HELP, Settings
-from .base import Progress, Provider, ProviderError, Unconfigured, Usage
+from .base import Progress, Provider, ProviderError, Reasoning, Unconfigured, Usage
 
-__all__ = ["Progress", "Provider", "ProviderError", "Unconfigured", "Usage",
+__all__ = ["Progress", "Provider", "ProviderError", "Reasoning", "Unconfigured", "Usage",
            "build_provider"]
 
 

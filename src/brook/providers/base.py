@@ -16,6 +16,14 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class Reasoning:
+    """Text of the model's reasoning (a reasoning summary, `reasoning_content`, a leading
+    `<think>` block), kept apart from the answer: shown, stored, never sent back."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Progress:
     """How far a provider is in getting ready, before its first text: the local model's
     download (`phase` "download": bytes done and total per file), its load into memory
@@ -55,9 +63,11 @@ class ProviderError(Exception):
 class Provider(Protocol):
     model: str | None
 
-    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str | Usage | Progress]:
+    def stream(self, messages: Sequence[ChatMessage]
+               ) -> Iterator[str | Reasoning | Usage | Progress]:
         """Yield the answer as text deltas, then (when the service reports it) one `Usage`;
-        before the first delta, any number of `Progress` reports (the local model's load).
+        before the first delta, any number of `Progress` reports (the local model's load),
+        and `Reasoning` deltas (before the answer's text, as models send them).
 
         Raises `ProviderError` on any failure, possibly after some deltas.
         """
@@ -73,7 +83,8 @@ class Unconfigured:
         self.model: str | None = None
         self.help_text = help_text
 
-    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str | Usage | Progress]:
+    def stream(self, messages: Sequence[ChatMessage]
+               ) -> Iterator[str | Reasoning | Usage | Progress]:
         raise ProviderError("model_not_configured", self.help_text)
 
     def close(self) -> None:

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import DEFAULT_LOCAL_MODEL, Settings, library_environment, local_model_name
 from ..messages import ChatMessage
-from .base import Progress, ProviderError, Usage
+from .base import Progress, ProviderError, Reasoning, Usage
+from .reasoning import ThinkSplitter
 from .threads import Channel, Gate, Job, Worker, real
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ class LocalModel:
         return self.gate.running
 
     def stream(self, messages: Sequence[ChatMessage]
-               ) -> Generator[str | Usage | Progress, None, None]:
+               ) -> Generator[str | Reasoning | Usage | Progress, None, None]:
         worker: object = self.gate.enter()
         if isinstance(worker, Channel):
             turn = worker
@@ -146,15 +147,20 @@ class LocalModel:
         if self._loaded is None:
             self.loading.watch(job.channel, waiting=True)
         worker.inbox.put(job)
+        think = ThinkSplitter()  # a thinking model's <think> block is its reasoning
         try:
             while True:
                 item = job.channel.get()
                 if item is _END:
+                    yield from think.end()
                     return
                 if isinstance(item, ProviderError):
                     raise item
                 assert isinstance(item, str | Usage | Progress)
-                yield item
+                if isinstance(item, str):
+                    yield from think.feed(item)
+                else:
+                    yield item
         finally:
             job.cancelled = True  # the reader is gone or done: stop at the next token
             self.loading.unwatch(job.channel)

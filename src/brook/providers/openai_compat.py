@@ -4,6 +4,13 @@ The SDK owns the connection: base URLs, Azure's deployment paths, keys or Entra 
 timeouts, and retries with Retry-After on the initial request. The stream itself is read as
 raw SSE lines and decoded with `json.loads`: building the SDK's typed object for every chunk
 costs more CPU than everything else Brook does per token.
+
+Two APIs, chosen per model (`api`): Chat Completions (`POST /chat/completions`, every
+OpenAI-compatible server) and the Responses API (`POST /responses`; OpenAI's and Azure
+OpenAI's newest models, with reasoning summaries). Reasoning comes apart from the answer:
+the Responses API's reasoning summary events, `reasoning_content` or `reasoning` deltas of
+Chat Completions servers (vLLM, DeepSeek, Ollama, OpenRouter), or a leading `<think>` block
+in the text (reasoning.py).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain
-from typing import Any
+from typing import Any, Literal
 
 import httpx2
 import openai
@@ -21,18 +28,28 @@ from azure.core.credentials import TokenCredential
 from ..background import spawn
 from ..config import Settings
 from ..messages import ChatMessage
-from .base import ProviderError, Usage
+from .base import ProviderError, Reasoning, Usage
+from .reasoning import ThinkSplitter
 
 log = logging.getLogger(__name__)
 
 AZURE_SCOPE = "https://cognitiveservices.azure.com/.default"
+Api = Literal["chat", "responses"]
+Item = str | Reasoning | Usage
+# Reads one event's data into the items; True at the stream's end.
+ReadEvent = Callable[[bytes, list[Item]], bool]
 
 
 class OpenAICompatible:
     def __init__(self, client: openai.OpenAI, model: str,
-                 on_close: Callable[[], None] | None = None) -> None:
+                 on_close: Callable[[], None] | None = None, *, api: Api = "chat",
+                 reasoning_summary: str | None = None) -> None:
         self.client = client
         self.model: str | None = model
+        self.api = api
+        # The Responses API's `reasoning.summary` ("auto", "concise", "detailed"): asked only
+        # of models that reason (others refuse the parameter).
+        self.reasoning_summary = reasoning_summary
         self._on_close = on_close
 
     @classmethod
@@ -91,22 +108,38 @@ class OpenAICompatible:
         if self._on_close is not None:
             self._on_close()
 
-    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str | Usage]:
+    def _request(self, messages: Sequence[ChatMessage]) -> tuple[str, dict[str, Any], ReadEvent]:
+        """The path, body and event reader of this model's API."""
+        if self.api == "chat":
+            return "/chat/completions", {
+                "model": self.model or "", "messages": list(messages), "stream": True,
+                "stream_options": {"include_usage": True}}, _read_chat_event
+        body: dict[str, Any] = {
+            "model": self.model or "", "stream": True, "store": False,
+            "instructions": "\n\n".join(m["content"] for m in messages
+                                         if m["role"] == "system") or None,
+            "input": [{"role": m["role"], "content": m["content"]} for m in messages
+                      if m["role"] != "system"]}
+        if self.reasoning_summary:
+            body["reasoning"] = {"summary": self.reasoning_summary}
+        return "/responses", body, _read_response_event
+
+    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[Item]:
+        path, body, read_event = self._request(messages)
         try:
             # The SDK's documented way to a raw response: it still builds the URL (Azure's
             # deployment paths too), signs in, retries and raises on error statuses, but
             # skips type-checking the whole prompt on every request.
             response: httpx2.Response = self.client.post(  # type: ignore[assignment]
-                "/chat/completions",
+                path,
                 cast_to=httpx2.Response,
-                body={"model": self.model or "", "messages": list(messages), "stream": True,
-                      "stream_options": {"include_usage": True}},
+                body=body,
                 stream=True,
                 stream_cls=openai.Stream[Any],  # unused: `cast_to` asks for the raw response
             )
             chunks = response.iter_bytes()
             try:
-                yield from _read_stream(chunks)
+                yield from _read_stream(chunks, read_event)
             except BaseException:  # a failure, or the consumer stopped (Stop)
                 response.close()
                 raise
@@ -129,32 +162,42 @@ def _drain(rest: Iterator[bytes], response: httpx2.Response) -> None:
         response.close()
 
 
-def _read_stream(chunks: Iterable[bytes]) -> Iterator[str | Usage]:
+def _read_stream(chunks: Iterable[bytes], read_event: ReadEvent | None = None
+                 ) -> Iterator[Item]:
     """The answer's text from the raw event stream, one piece per network read.
 
     Each read's complete `data:` lines are decoded together and their text goes out as one
     piece, so when the model is faster than Brook reads, several tokens cost one hand-over
-    to readers. Lines end with LF, CRLF or CR, as the SSE format allows.
+    to readers. Lines end with LF, CRLF or CR, as the SSE format allows. A leading
+    `<think>` block of the text goes out as reasoning.
     """
+    if read_event is None:
+        read_event = _read_chat_event
+    think = ThinkSplitter()
     pending = b""
     for chunk in chain(chunks, (b"\n",)):  # the newline ends a last line left open
         buffer = pending + chunk if pending else chunk
         end = max(buffer.rfind(b"\n"), buffer.rfind(b"\r")) + 1
         pending = buffer[end:]
-        items: list[str | Usage] = []
+        items: list[Item] = []
         done, failure = False, None
         try:
             for line in buffer[:end].splitlines():
                 # Only data lines: not blank separators, comments or `event:` lines.
-                if line.startswith(b"data:") and _read_event(line[5:].strip(), items):
+                if line.startswith(b"data:") and read_event(line[5:].strip(), items):
                     done = True
                     break
         except Exception as exc:  # the text before it still counts
             failure = exc
-        yield from items
+        for item in items:
+            if isinstance(item, str):
+                yield from think.feed(item)
+            else:
+                yield item
         if failure is not None:
             raise failure
         if done:
+            yield from think.end()
             return
     raise ProviderError(
         "stream_interrupted",
@@ -162,26 +205,69 @@ def _read_stream(chunks: Iterable[bytes]) -> Iterator[str | Usage]:
     )
 
 
-def _read_event(data: bytes, items: list[str | Usage]) -> bool:
-    """Add one event's text (joined to text before it) or usage to `items`; True at the end."""
+def _add(items: list[Item], item: str | Reasoning) -> None:
+    """Add text or reasoning to `items`, joined to the same kind right before it."""
+    if items:
+        last = items[-1]
+        if isinstance(item, str) and isinstance(last, str):
+            items[-1] = last + item
+            return
+        if isinstance(item, Reasoning) and isinstance(last, Reasoning):
+            items[-1] = Reasoning(last.text + item.text)
+            return
+    items.append(item)
+
+
+def _read_chat_event(data: bytes, items: list[Item]) -> bool:
+    """A Chat Completions chunk: its text, reasoning (`reasoning_content`, or `reasoning` as
+    some servers name it) or usage into `items`; True at `[DONE]`."""
     if data == b"[DONE]":
         return True
     event = json.loads(data)
     if "error" in event:
         raise ProviderError("upstream_error", "The model service reported an error.")
     for choice in event.get("choices") or ():
-        text = (choice.get("delta") or {}).get("content")
+        delta = choice.get("delta") or {}
+        thought = delta.get("reasoning_content") or delta.get("reasoning")
+        if thought and isinstance(thought, str):
+            _add(items, Reasoning(thought))
+        text = delta.get("content")
         if text:
-            if items and isinstance(items[-1], str):
-                items[-1] += text
-            else:
-                items.append(text)
+            _add(items, text)
         if choice.get("finish_reason") == "content_filter":
             raise ProviderError("content_filter",
                                 "The model service's content filter stopped this answer.")
     usage = event.get("usage")
     if usage:
         items.append(Usage(usage.get("prompt_tokens"), usage.get("completion_tokens")))
+    return False
+
+
+_REASONING_DELTAS = frozenset(("response.reasoning_summary_text.delta",
+                               "response.reasoning_text.delta"))
+
+
+def _read_response_event(data: bytes, items: list[Item]) -> bool:
+    """A Responses API event: text, reasoning summary or the usage of `response.completed`
+    into `items`; True at the response's end (completed, or cut at its token limit)."""
+    event = json.loads(data)
+    kind = event.get("type")
+    if kind == "response.output_text.delta":
+        _add(items, event.get("delta") or "")
+    elif kind in _REASONING_DELTAS:
+        _add(items, Reasoning(event.get("delta") or ""))
+    elif kind in ("response.completed", "response.incomplete"):
+        response = event.get("response") or {}
+        reason = (response.get("incomplete_details") or {}).get("reason")
+        if reason == "content_filter":
+            raise ProviderError("content_filter",
+                                "The model service's content filter stopped this answer.")
+        usage = response.get("usage")
+        if usage:
+            items.append(Usage(usage.get("input_tokens"), usage.get("output_tokens")))
+        return True
+    elif kind in ("response.failed", "error"):
+        raise ProviderError("upstream_error", "The model service reported an error.")
     return False
 
 

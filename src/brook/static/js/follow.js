@@ -2,7 +2,7 @@
 // when a conversation is shown with an answer still streaming (conversations.js). It has a
 // module of its own so that neither of those two needs to import the other.
 import { api, urls } from "./api.js";
-import { setConnection, setProgress, setStatus } from "./messages.js";
+import { clearThinking, setConnection, setProgress, setStatus, thinkingOf } from "./messages.js";
 import { refreshList, refreshUi } from "./refresh.js";
 import { state, ui } from "./state.js";
 import { AnswerStream } from "./stream.js";
@@ -11,8 +11,16 @@ export function attach(record, url) {
   const conversationId = state.currentId;
   state.streams.get(record.id)?.close();
   setStatus(record, "streaming", null);
+  clearThinking(record); // the stream starts from the beginning, reasoning first
   const stream = new AnswerStream(url, record.view, {
     render: () => ui.follower.changed(),
+    thinking: (open) => {
+      const thinking = thinkingOf(record);
+      thinking.setOpen(open);
+      ui.follower.changed();
+      return thinking.view;
+    },
+    stored: () => ui.follower.changed(),
     progress: (data) => {
       setProgress(record, data);
       ui.follower.changed();

@@ -67,6 +67,11 @@ export function createMessage(msg, { defer = false } = {}) {
     content.textContent = msg.content;
   } else {
     record.view = new MarkdownView(content);
+    if (msg.reasoning && msg.status !== "streaming") {
+      const thinking = thinkingOf(record);
+      thinking.view.setText(msg.reasoning);
+      thinking.defer(); // closed: rendered when opened
+    }
     if (msg.status !== "streaming") {
       record.view.setText(msg.content || "");
       if (defer && msg.content) {
@@ -80,6 +85,52 @@ export function createMessage(msg, { defer = false } = {}) {
   }
   setStatus(record, msg.status, msg.error);
   return record;
+}
+
+/** The answer's "Thinking" block: the model's reasoning, rendered and sanitized as answers
+ * are, in a <details> that is open while it streams and closed after. Made on first use:
+ * most answers have none. {el, view, setOpen(open)} */
+export function thinkingOf(record) {
+  if (record.thinking) return record.thinking;
+  const el = document.createElement("details");
+  el.className = "thinking";
+  const summary = document.createElement("summary");
+  const body = document.createElement("div");
+  body.className = "content thinking-content";
+  el.append(summary, body);
+  record.content.before(el);
+  const view = new MarkdownView(body);
+  let rendered = true; // a stored reasoning is rendered when first opened
+  const thinking = {
+    el,
+    view,
+    setOpen(open) {
+      el.open = open;
+      summary.textContent = open ? "Thinking…" : "Thinking";
+      if (open) el.setAttribute("aria-busy", "true");
+      else el.removeAttribute("aria-busy");
+    },
+    defer() {
+      rendered = false;
+      body.textContent = view.text;
+    },
+  };
+  el.addEventListener("toggle", () => {
+    if (el.open && !rendered) {
+      rendered = true;
+      body.replaceChildren();
+      view.render(true);
+    }
+  });
+  thinking.setOpen(false);
+  record.thinking = thinking;
+  return thinking;
+}
+
+/** Takes an answer's Thinking block away (its stream is read again from the start). */
+export function clearThinking(record) {
+  record.thinking?.el.remove();
+  record.thinking = null;
 }
 
 /** Renders a deferred answer's Markdown in place of its plain text. */

@@ -27,7 +27,10 @@ function withAfter(url, after) {
  *
  * hooks: render() after each batched update, progress(data) on a `progress` event (the
  * model's download and load before the first text; null once text comes or the answer
- * ends), error(error) on a server `error` event,
+ * ends), thinking(open) -> the MarkdownView of the answer's reasoning (made on the first
+ * `reasoning` event; open: whether it streams now, false once the answer's text begins or
+ * the answer ends), stored(message) when the answer is shown as the API stores it,
+ * error(error) on a server `error` event,
  * connection(state) with "live" or "reconnecting", end(status, error, usage) when it is
  * over (usage: the answer's token counts, if known),
  * recover() -> Promise<message|null> to ask where the answer stands after the browser
@@ -46,6 +49,7 @@ export class AnswerStream {
     this.closed = false;
     this.attempts = 0;
     this.source = null;
+    this.thought = null; // the reasoning's view, once the first `reasoning` event came
     view.reset(); // an answer still streaming is shown from the start of its stream
     this.connect(null);
   }
@@ -64,11 +68,27 @@ export class AnswerStream {
       this.attempts = 0;
       this.hooks.progress(data);
     });
+    source.addEventListener("reasoning", (event) => {
+      if (source !== this.source) return;
+      const data = parseData(event);
+      if (!data || typeof data.text !== "string") return;
+      if (!this.thought) {
+        this.hooks.progress(null);
+        this.thought = this.hooks.thinking(true);
+      }
+      this.lastId = event.lastEventId || this.lastId;
+      this.attempts = 0;
+      this.thought.append(data.text);
+      this.schedule();
+    });
     source.addEventListener("message", (event) => {
       if (source !== this.source) return;
       const data = parseData(event);
       if (!data || typeof data.text !== "string") return;
-      if (!this.view.text) this.hooks.progress(null);
+      if (!this.view.text) {
+        this.hooks.progress(null);
+        this.closeThinking();
+      }
       this.lastId = event.lastEventId || this.lastId;
       this.attempts = 0;
       this.view.append(data.text);
@@ -111,8 +131,25 @@ export class AnswerStream {
       }
     }
     if (this.closed) return;
-    if (message && message.status !== "streaming") this.view.setText(message.content || "");
+    if (message && message.status !== "streaming") this.showStored(message);
     this.finish("interrupted", this.error);
+  }
+
+  /** Shows the answer as the API stores it (its reasoning too). */
+  showStored(message) {
+    this.view.setText(message.content || "");
+    if (message.reasoning && !this.thought) this.thought = this.hooks.thinking(false);
+    if (this.thought) this.thought.setText(message.reasoning || "");
+    this.hooks.stored(message);
+  }
+
+  /** The reasoning is over (the answer's text began, or the answer ended): its last
+   * render, and its block closes. */
+  closeThinking() {
+    if (!this.thought || this.thoughtDone) return;
+    this.thoughtDone = true;
+    this.thought.render(true);
+    this.hooks.thinking(false);
   }
 
   schedule() {
@@ -133,6 +170,7 @@ export class AnswerStream {
     this.frame = 0;
     if (this.closed) return;
     this.lastRender = performance.now();
+    if (this.thought && !this.thoughtDone) this.thought.render(false);
     this.view.render(false);
     this.hooks.render();
     this.renderMs = performance.now() - this.lastRender;
@@ -160,7 +198,7 @@ export class AnswerStream {
     if (message && message.status === "streaming") {
       this.connect(this.lastId); // the server resumes after the last event we got
     } else if (message) {
-      this.view.setText(message.content || "");
+      this.showStored(message);
       this.finish(message.status, message.error, message.usage || null);
     } else {
       this.finish("error", { code: "not_found", message: "This answer is gone." });
@@ -170,6 +208,7 @@ export class AnswerStream {
   finish(status, error, usage = null) {
     if (this.closed) return;
     this.close();
+    this.closeThinking();
     this.view.render(true);
     this.hooks.end(status, error, usage);
   }
