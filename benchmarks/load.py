@@ -506,6 +506,9 @@ def bus_settings(setup: Setup, args: argparse.Namespace, run_dir: Path) -> dict[
         # Each client is its own owner and starts one answer, well within the per-owner
         # limits, which stay on; the deployment's daily budget would run out in a few levels.
         "BUDGET_TOKENS_PER_DAY": "0",
+        # Every client's one answer is a conversation's first: each would ask the fake model
+        # for a title too, a second request that the levels before titles did not make.
+        "MODEL_TITLES": "false",
     }
     if args.max_answers is not None:
         settings["MAX_ANSWERS_PER_WORKER"] = str(args.max_answers)

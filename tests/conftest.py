@@ -141,6 +141,9 @@ AppFactory = Callable[..., Flask]
 NO_LIMITS = dict.fromkeys((
     "LIMIT_ANSWERS_PER_MINUTE", "LIMIT_CONCURRENT_ANSWERS", "LIMIT_TOKENS_PER_DAY",
     "LIMIT_CONVERSATIONS_PER_DAY", "LIMIT_STORED_CONVERSATIONS", "BUDGET_TOKENS_PER_DAY"), "0")
+# Tests turn the limits and the model's titles off unless they test them: a title's request
+# to the fake model would come between the requests a test counts.
+TEST_DEFAULTS = {**NO_LIMITS, "MODEL_TITLES": "false"}
 
 
 def app_env(fake: FakeModelServer, database_url: str, path: Path) -> dict[str, str]:
@@ -155,7 +158,7 @@ def app_env(fake: FakeModelServer, database_url: str, path: Path) -> dict[str, s
         "MODEL_MAX_RETRIES": "0",
         "MODEL_TIMEOUT": "5",
         "FLUSH_INTERVAL_MS": "50",
-        **NO_LIMITS,
+        **TEST_DEFAULTS,
     }
 
 
@@ -247,7 +250,7 @@ class Server:
 
     def __init__(self, cwd: Path, env: dict[str, str], name: str = "server",
                  args: Sequence[str] = ()) -> None:
-        self.cwd, self.env, self.args = cwd, {**NO_LIMITS, **env}, list(args)
+        self.cwd, self.env, self.args = cwd, {**TEST_DEFAULTS, **env}, list(args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None

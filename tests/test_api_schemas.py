@@ -54,12 +54,13 @@ def test_bodies_are_read_strictly_and_titles_tidied() -> None:
     with app.test_request_context("/", method="POST", json={"content": " hi "}):
         assert json_body(schemas.MessageBody, context=CONTEXT).content == " hi "
     with app.test_request_context("/", method="POST", json={"title": "  a \n b "}):
-        assert json_body(schemas.Rename).title == "a b"
+        assert json_body(schemas.ConversationUpdate).title == "a b"
     with app.test_request_context("/", method="POST"):  # an optional body may be absent
         assert json_body(schemas.NewConversation, required=False).title == ""
         assert json_body(schemas.NoBody, required=False) == schemas.NoBody()
-    assert _refusal(app, schemas.Rename, json={"title": "t" * 201}) == (422, "title_too_long")
-    assert _refusal(app, schemas.Rename, json={"title": "\u2028"}) == (422, "empty_title")
+    update = schemas.ConversationUpdate
+    assert _refusal(app, update, json={"title": "t" * 201}) == (422, "title_too_long")
+    assert _refusal(app, update, json={"title": "\u2028"}) == (422, "empty_title")
     with app.test_request_context("/", method="POST", data="x", content_type="text/plain"), \
             pytest.raises(APIError, match="JSON"):
         json_body(schemas.NoBody, required=False)
@@ -85,7 +86,8 @@ def test_timestamps_leave_in_utc_with_an_offset() -> None:
     naive = datetime(2026, 12, 4, 15, 9, 40, 889433)  # as SQLite gives it back
     aware = datetime(2026, 12, 4, 16, 9, 40, 889433, tzinfo=timezone(timedelta(hours=1)))
     for stamp in (naive, aware):
-        sent = schemas.Conversation(id=uuid.uuid4(), title="", created_at=stamp,
+        sent = schemas.Conversation(id=uuid.uuid4(), title="", title_source="none", model=None,
+                                    system_prompt=None, temperature=None, created_at=stamp,
                                     updated_at=stamp).model_dump(mode="json")
         assert sent["created_at"] == "2026-12-04T15:09:40.889433Z"
 
@@ -103,8 +105,13 @@ def test_a_route_without_a_description_fails_the_document() -> None:
 def test_the_document_is_valid_openapi() -> None:
     app = Flask(__name__)
     app.config["BROOK_SETTINGS"] = SimpleNamespace(max_message_chars=32_000)
+    app.extensions["brook.chat"] = SimpleNamespace(model_list=lambda: [{"id": "gpt-a"},
+                                                                       {"id": "llama"}])
     app.register_blueprint(api_blueprint)
     document = openapi.build(app)
     validate(document)  # raises on anything OpenAPI 3.1 does not allow
     content = document["components"]["schemas"]["MessageBody"]["properties"]["content"]
     assert content["maxLength"] == 32_000  # this deployment's MAX_MESSAGE_CHARS
+    for body in ("NewConversation", "ConversationUpdate"):  # ... and its models
+        model = document["components"]["schemas"][body]["properties"]["model"]
+        assert model["enum"] == ["gpt-a", "llama"]

@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Locator, Page, Route, expect
 from brook import create_app
 from brook.assets import static_version
 
-from .conftest import NO_LIMITS, AppFactory, LiveServer, directive
+from .conftest import TEST_DEFAULTS, AppFactory, LiveServer, directive
 from .fakemodel import FakeModelServer
 
 pytestmark = pytest.mark.browser
@@ -34,7 +34,7 @@ def live_site(fake_server: FakeModelServer, tmp: Path) -> Iterator[LiveServer]:
         "DATABASE_URL": f"sqlite:///{tmp / 'brook.db'}", "BROOK_INSTANCE_PATH": str(tmp),
         "SECRET_KEY": "test-secret", "OPENAI_BASE_URL": fake_server.url + "/v1",
         "OPENAI_API_KEY": "test-key", "OPENAI_MODEL": "fake-gpt", "MODEL_MAX_RETRIES": "0",
-        "MODEL_TIMEOUT": "5", "FLUSH_INTERVAL_MS": "50", **NO_LIMITS,
+        "MODEL_TIMEOUT": "5", "FLUSH_INTERVAL_MS": "50", **TEST_DEFAULTS,
     })
     server = LiveServer(app)
     yield server

@@ -56,7 +56,8 @@ class ScriptedModel:
         self.prompts: list[list[ChatMessage]] = []
         self.closed = False
 
-    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str | Usage]:
+    def stream(self, messages: Sequence[ChatMessage], *, temperature: float | None = None
+               ) -> Iterator[str | Usage]:
         self.prompts.append(list(messages))
         for i, token in enumerate(self.tokens):
             if self.fail is not None and i == self.fail_at:

@@ -26,7 +26,9 @@ import pytest
 from playwright.sync_api import Dialog, Frame, Page, Request, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from .conftest import LiveServer
+from brook.chat.titles import cleaned
+
+from .conftest import AppFactory, LiveServer
 from .fakemodel import FakeModelServer
 
 pytestmark = pytest.mark.browser
@@ -312,12 +314,16 @@ def watched(page: Page, site: LiveServer) -> tuple[Page, Watch]:
     return page, watch
 
 
-def check_page(page: Page, watch: Watch, where: str) -> None:
-    """The page-wide sentinels; `where` names the payload(s) just rendered."""
+def check_page(page: Page, watch: Watch, where: str, title: str | None = None) -> None:
+    """The page-wide sentinels; `where` names the payload(s) just rendered. `title`: the
+    document's title expected as it is (a payload shown as a conversation's title)."""
     state: dict[str, Any] = page.evaluate(PAGE_STATE)
     assert state["xss"] is None, f"{where}: window.__xss was set to {state['xss']!r}"
-    assert "pwned" not in state["title"], f"{where}: document.title became {state['title']!r}"
-    assert "Brook" in state["title"], f"{where}: document.title is {state['title']!r}"
+    if title is not None:
+        assert state["title"] == title, f"{where}: document.title is {state['title']!r}"
+    else:
+        assert "pwned" not in state["title"], f"{where}: document.title became {state['title']!r}"
+        assert "Brook" in state["title"], f"{where}: document.title is {state['title']!r}"
     assert state["baseURI"].startswith(watch.origin + "/"), (
         f"{where}: the document's base URL became {state['baseURI']!r}")
     assert state["csp"] == [], f"{where}: Content-Security-Policy violations: {state['csp']}"
@@ -403,6 +409,53 @@ def test_hostile_reasoning_stays_inert(watched: tuple[Page, Watch]) -> None:
         summary.click()  # a stored reasoning is rendered when its block is opened
     check_thinking(page, list(range(len(PAYLOADS))))
     check_page(page, watch, f"after reload, all {len(PAYLOADS)} payloads as reasoning")
+
+
+CHECK_TITLES = """() => {
+  const problems = [];
+  for (const root of document.querySelectorAll("#conversation-list, #conversation-title")) {
+    for (const node of root.querySelectorAll("*")) {
+      if (node.closest("svg.icon")) continue; // the page's own icons
+      problems.push(...window.__xssInspect(node));
+    }
+  }
+  return { problems, titles: [...document.querySelectorAll(
+    "#conversation-list li.conversation-item button.conversation")].map((b) => b.textContent),
+    heading: document.querySelector("#conversation-title").textContent };
+}"""
+
+
+def test_hostile_titles_stay_inert(page: Page, make_app: AppFactory, serve: Any,
+                                   sqlite_url: str, fake: FakeModelServer) -> None:
+    """The corpus as titles the model writes: shown in the sidebar, the header and the tab's
+    title as text, never as markup."""
+    live = serve(make_app(sqlite_url, MODEL_TITLES="true"))
+    watch = Watch(live.url)
+    watch.attach(page)
+    page.add_init_script(INSTRUMENT)
+    page.goto(live.url + "/")
+    expect(page.locator("#prompt")).to_be_editable()
+    for index, (name, payload) in enumerate(PAYLOADS):
+        expected = cleaned(payload)
+        if expected is None:
+            continue
+        fake.reply = payload  # the answer, and the title the model writes after it
+        page.get_by_role("button", name="New chat").click()
+        page.locator("#prompt").fill(f"Payload {index}")
+        page.locator("#prompt").press("Enter")
+        where = f"payload #{index} {name!r} ({payload!r}) as a title"
+        expect(page.locator("#conversation-title"), where).to_have_text(expected,
+                                                                       timeout=15_000)
+        state: dict[str, Any] = page.evaluate(CHECK_TITLES)
+        assert state["problems"] == [], f"{where}: active content: {state['problems']}"
+        assert expected in state["titles"], f"{where}: the sidebar shows {state['titles']}"
+        check_page(page, watch, where, title=f"{expected} · Brook")
+    page.reload()
+    expect(page.locator("#conversation-list li.conversation-item")).to_have_count(
+        sum(cleaned(payload) is not None for _, payload in PAYLOADS), timeout=15_000)
+    assert page.evaluate(CHECK_TITLES)["problems"] == []
+    last = [cleaned(payload) for _, payload in PAYLOADS if cleaned(payload)][-1]
+    check_page(page, watch, "after reload, every payload as a title", title=f"{last} · Brook")
 
 
 def test_corpus_is_large_and_distinct() -> None:

@@ -20,7 +20,7 @@ from .chat.redis_bus import RedisBus
 from .chat.service import ChatService
 from .chat.tokens import TokenCounter, cached_encoding
 from .config import Settings, load_settings
-from .providers import build_provider
+from .providers import build_models
 from .telemetry import init_telemetry, instrument
 
 __all__ = ["create_app"]
@@ -75,7 +75,7 @@ def create_app(env: Mapping[str, str] | None = None, *,
 
     # The heartbeat's own connection: it renews from an OS thread (chat/liveness.py).
     heartbeat_engine = database.make_engine(settings.database_url, db_credential, pool_size=1)
-    chat = ChatService(sessions, build_provider(settings, credential), settings,
+    chat = ChatService(sessions, build_models(settings, credential), settings,
                        TokenCounter(cached_encoding()), make_bus(settings), heartbeat_engine)
     chat.start()
     app.extensions["brook.chat"] = chat
@@ -93,7 +93,8 @@ def create_app(env: Mapping[str, str] | None = None, *,
 
 def azure_credential(settings: Settings) -> TokenCredential | None:
     """One Entra ID credential for the app, when something signs in without a key."""
-    keyless_openai = settings.provider == "azure" and not settings.azure_openai_api_key
+    keyless_openai = any(spec.provider == "azure" and not spec.api_key
+                         for spec in settings.model_specs)
     if not (keyless_openai or settings.database_entra_auth or settings.appinsights_entra_auth):
         return None
     from azure.identity import DefaultAzureCredential

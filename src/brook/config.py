@@ -33,12 +33,16 @@ from urllib.parse import urlsplit
 from dotenv import load_dotenv
 from pydantic import (
     AliasChoices,
+    BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    StringConstraints,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -238,6 +242,48 @@ class ServingSettings(_FromEnvironment):
         "SHUTDOWN_GRACE_SECONDS", 25.0, "a number of seconds, 0 or more")
 
 
+class ModelSpec(BaseModel):
+    """One model people may pick: an entry of MODELS (a JSON list; README, Models).
+
+    Unset fields take the single-model variables' values: `model` the id, `name` the id,
+    `base_url` and `api_key` OPENAI_BASE_URL and OPENAI_API_KEY (openai), `endpoint`,
+    `api_version` and `api_key` AZURE_OPENAI_* (azure; keyless without a key).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,99}$")]
+    name: Annotated[str, StringConstraints(max_length=100)] = ""
+    provider: Literal["azure", "openai", "local"]
+    model: str = ""  # the deployment, the API's model name, or the local model's hub id
+    api: Literal["chat", "responses"] = "chat"
+    base_url: str | None = None
+    endpoint: str | None = None
+    api_version: str | None = None
+    api_key: str | None = Field(default=None, repr=False)
+    reasoning_summary: Literal["auto", "concise", "detailed"] | None = None
+    temperature: bool = True  # whether the model takes a temperature (reasoning ones do not)
+    default: bool = False
+
+
+_MODEL_LIST = TypeAdapter(list[ModelSpec])
+
+
+def _models(value: object) -> object:
+    """MODELS: a JSON list of models, or a ConfigError that shows no value (they may hold
+    keys)."""
+    if value is None or isinstance(value, list):
+        return value
+    try:
+        return _MODEL_LIST.validate_json(str(value))
+    except ValidationError as exc:
+        where = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'the list'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(
+            f"MODELS is not a valid list of models ({where}): set it to a JSON list such as "
+            '[{"id": "gpt-4.1", "provider": "azure"}] (README, Models).') from None
+
+
 class Settings(ServingSettings):
     """Typed settings: each field names the variable it is read from (see `.env.sample`)."""
 
@@ -251,6 +297,9 @@ class Settings(ServingSettings):
     openai_api_key: str | None = _secret("OPENAI_API_KEY")
     openai_base_url: str | None = _variable("OPENAI_BASE_URL", None)
     openai_model: str = _variable("OPENAI_MODEL", "gpt-4o-mini")
+    # Several models to pick from (ModelSpec); unset: the one the variables above configure.
+    models: Annotated[list[ModelSpec] | None, NoDecode, BeforeValidator(_models)] = Field(
+        None, validation_alias="MODELS", repr=False)
     azure_openai_endpoint: str | None = _variable("AZURE_OPENAI_ENDPOINT", None)
     azure_openai_deployment: str | None = _variable("AZURE_OPENAI_DEPLOYMENT", None)
     azure_openai_api_key: str | None = _secret("AZURE_OPENAI_API_KEY")
@@ -261,6 +310,8 @@ class Settings(ServingSettings):
     model_max_retries: NonNegativeInt = _variable(
         "MODEL_MAX_RETRIES", 2, "a whole number, 0 or more")
     system_prompt: str = _variable("SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT)
+    # After a conversation's first answer, ask its model for a title (chat/titles.py).
+    model_titles: bool = _variable("MODEL_TITLES", True, "true or false")
     prompt_token_budget: PositiveInt = _variable(
         "PROMPT_TOKEN_BUDGET", 16_000, "a whole number of tokens greater than 0")
     max_message_chars: PositiveInt = _variable(
@@ -339,8 +390,8 @@ class Settings(ServingSettings):
     local_model_device: Annotated[LocalDevice, BeforeValidator(str.lower)] = _variable(
         "LOCAL_MODEL_DEVICE", "auto", "auto (a GPU when there is one), cpu or cuda")
     # Whether a model that can think before it answers (Qwen3's chat templates read
-    # `enable_thinking`; other templates ignore it) does. Off by default: the page has no
-    # place for the reasoning yet, so the <think>…</think> text would be part of the answer.
+    # `enable_thinking`; other templates ignore it) does. Its <think>…</think> block streams
+    # as reasoning (providers/reasoning.py). Off by default: on a CPU it takes long.
     local_model_thinking: bool = _variable("LOCAL_MODEL_THINKING", False, "true or false")
     local_model_retry: PositiveFloat = _variable("LOCAL_MODEL_RETRY_SECONDS", 30.0, SECONDS)
 
@@ -369,6 +420,33 @@ class Settings(ServingSettings):
             return local_model_name(self.local_model)
         return None
 
+    @property
+    def model_specs(self) -> list[ModelSpec]:
+        """The models people may pick, the default first, each field filled in: MODELS, or
+        the one model the single-model variables configure (none: no model)."""
+        if self.models is None:
+            if self.provider == "none" or self.model_name is None:
+                return []
+            specs = [ModelSpec(id=self.model_name, provider=self.provider)]
+        else:
+            specs = sorted(self.models, key=lambda spec: not spec.default)
+        filled = []
+        for spec in specs:
+            values: dict[str, Any] = {"name": spec.name or spec.id, "model": spec.model or spec.id}
+            if spec.provider == "openai":
+                values |= {"base_url": spec.base_url or self.openai_base_url,
+                           "api_key": spec.api_key or self.openai_api_key}
+            elif spec.provider == "azure":
+                values |= {"endpoint": spec.endpoint or self.azure_openai_endpoint,
+                           "api_version": spec.api_version or self.azure_openai_api_version,
+                           "api_key": spec.api_key or self.azure_openai_api_key}
+                if self.models is None:
+                    values["model"] = self.azure_openai_deployment
+            else:
+                values["model"] = local_model_name(self.local_model)
+            filled.append(spec.model_copy(update=values))
+        return filled
+
     @model_validator(mode="before")
     @classmethod
     def _derived(cls, data: Any) -> Any:
@@ -387,6 +465,8 @@ class Settings(ServingSettings):
         instance = Path(values.get("BROOK_INSTANCE_PATH") or "instance").resolve()
         values["BROOK_INSTANCE_PATH"] = instance
         values.setdefault("DATABASE_URL", f"sqlite:///{instance / 'brook.db'}")
+        if values.get("MODELS") and not values.get("MODEL_PROVIDER"):
+            values["MODEL_PROVIDER"] = "none"  # MODELS names each model's provider
         provider = _provider(values)
         values["MODEL_PROVIDER"] = provider
         values["BROOK_LOCAL_MODEL"] = _local_model(values, provider)
@@ -425,6 +505,35 @@ class Settings(ServingSettings):
                 "when there is one, else the CPU) or cpu, or install torch's CUDA build on a "
                 "machine with an NVIDIA GPU (`make run` picks it there; see README)."
             )
+        return self
+
+    @model_validator(mode="after")
+    def _models_are_coherent(self) -> Self:
+        if not self.models:
+            if self.models == []:
+                raise ConfigError("MODELS is an empty list: name at least one model, or unset "
+                                  "it to use the one model the other variables configure.")
+            return self
+        ids = [spec.id for spec in self.models]
+        if len(set(ids)) != len(ids):
+            raise ConfigError("MODELS names a model id twice: give each model its own id.")
+        if sum(spec.default for spec in self.models) > 1:
+            raise ConfigError("MODELS marks more than one model as the default: mark one.")
+        if sum(spec.provider == "local" for spec in self.models) > 1:
+            raise ConfigError("MODELS has more than one local model: Brook runs one in "
+                              "process (BROOK_LOCAL_MODEL).")
+        for spec in self.models:
+            if spec.provider == "azure" and not (spec.endpoint or self.azure_openai_endpoint):
+                raise ConfigError(f"MODELS: the azure model {spec.id!r} needs an endpoint: set "
+                                  "its endpoint, or AZURE_OPENAI_ENDPOINT.")
+            if spec.provider == "openai" and not (spec.base_url or self.openai_base_url
+                                                  or spec.api_key or self.openai_api_key):
+                raise ConfigError(f"MODELS: the openai model {spec.id!r} needs a base_url or "
+                                  "an api_key (or OPENAI_BASE_URL or OPENAI_API_KEY).")
+            if spec.provider == "local" and not local_model_installed():
+                raise ConfigError("MODELS has a local model, which needs the local model "
+                                  "extra: pip install torch==2.13.0, then pip install -e "
+                                  "'.[local]' (or `make run`).")
         return self
 
     @model_validator(mode="after")

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     String,
@@ -51,6 +52,16 @@ class Conversation(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     owner: Mapped[str] = mapped_column(String(200))
     title: Mapped[str] = mapped_column(String(200), default="")
+    # Who wrote the title: "none" (untitled yet), "message" (the first message's words),
+    # "pending" (the model is asked for one), "model" (it wrote it), "user" (never
+    # overwritten; chat/titles.py).
+    title_source: Mapped[str] = mapped_column(String(16), default="none",
+                                              server_default="user")
+    # The conversation's own settings; None: the deployment's (the default model,
+    # SYSTEM_PROMPT, the model's own temperature).
+    model: Mapped[str | None] = mapped_column(String(100), default=None)
+    system_prompt: Mapped[str | None] = mapped_column(Text, default=None)
+    temperature: Mapped[float | None] = mapped_column(Float, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

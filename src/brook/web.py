@@ -36,7 +36,7 @@ def index() -> str:
     return render_template(
         "index.html",
         app_name="Brook",
-        model_ready=settings.provider != "none",
+        model_ready=bool(settings.model_specs),
         model_help=MODEL_HELP,
         max_message_chars=settings.max_message_chars,
         sign_out=settings.auth_mode == "oidc",

@@ -5,16 +5,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from flask import Response, current_app
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from ..chat.service import Busy, ChatService, Draining, NotFound, Overloaded
+from ..chat.service import Busy, ChatService, Draining, NotFound, Overloaded, UnknownModel
 from ..db import get_session
 from ..errors import APIError
 from ..identity import current_owner
-from ..models import Conversation, utcnow
+from ..models import Conversation
 from . import bp, schemas, serialize
 from .openapi import Link, links_to, operation
 from .requests import json_body, whole_numbers
@@ -27,7 +28,10 @@ NO_CONVERSATION = "`not_found`: no such conversation of yours."
 BAD_TEXT = "`empty_message`, `message_too_long`, `nul_character`."
 # From a created conversation, and from a sent message, to what can be done with them.
 ON_CONVERSATION = links_to("/id", "conversation_id", "getConversation",
-                           "renameConversation", "deleteConversation", "sendMessage")
+                           "updateConversation", "deleteConversation", "sendMessage")
+SETTINGS_ERRORS = ("`empty_title`, `title_too_long`, `nul_character`, `empty_system_prompt`, "
+                   "`system_prompt_too_long`, `unknown_model` (not one of GET /api/models), "
+                   "`invalid_temperature` (not a number from 0 to 2).")
 ON_TURN = (*links_to("/assistant_message/id", "message_id", "streamAnswer", "stopAnswer",
                      "regenerateAnswer"),
            Link("editMessage", "message_id", "/user_message/id"),
@@ -93,18 +97,42 @@ def list_conversations() -> Response:
         conversations=[serialize.conversation(c) for c in rows]))
 
 
+@contextmanager
+def known_model() -> Iterator[None]:
+    try:
+        yield
+    except UnknownModel as exc:
+        raise APIError(422, "unknown_model", f"There is no model {str(exc)[:100]!r}: choose "
+                       "one of GET /api/models.") from None
+
+
+def settings_of(body: schemas.NewConversation | schemas.ConversationUpdate) -> dict[str, Any]:
+    """The conversation settings a body sends (a field sent as null resets it)."""
+    return {name: getattr(body, name) for name in ("model", "system_prompt", "temperature")
+            if name in body.model_fields_set}
+
+
 @bp.post("/conversations")
 @operation(id="createConversation", summary="Create a conversation",
            ok=(201, "Created", schemas.Conversation), body=schemas.NewConversation,
            body_required=False, links=ON_CONVERSATION,
-           errors={422: "`empty_title`, `title_too_long`, `nul_character`.", 429: LIMITED})
+           errors={422: SETTINGS_ERRORS, 429: LIMITED})
 def create_conversation() -> Response:
     body = json_body(schemas.NewConversation, required=False)
     chat: ChatService = current_app.extensions["brook.chat"]
-    with within_limits():
+    with within_limits(), known_model():
         conversation = chat.create_conversation(get_session(), current_owner(), body.title,
-                                                owner_quota(chat))
+                                                owner_quota(chat), settings_of(body))
     return respond(serialize.conversation(conversation), 201)
+
+
+@bp.get("/models")
+@operation(id="listModels", summary="The models a conversation may use",
+           ok=(200, "The models, the default first", schemas.ModelList))
+def list_models() -> Response:
+    chat: ChatService = current_app.extensions["brook.chat"]
+    return respond(schemas.ModelList(models=[schemas.ModelInfo.model_validate(m)
+                                             for m in chat.model_list()]))
 
 
 @bp.get("/conversations/<uuid:conversation_id>")
@@ -117,16 +145,26 @@ def get_conversation(conversation_id: uuid.UUID) -> Response:
 
 
 @bp.patch("/conversations/<uuid:conversation_id>")
-@operation(id="renameConversation", summary="Rename a conversation",
-           ok=(200, "Renamed", schemas.Conversation), body=schemas.Rename,
-           errors={404: NO_CONVERSATION,
-                   422: "`empty_title`, `title_too_long`, `nul_character`."})
-def rename_conversation(conversation_id: uuid.UUID) -> Response:
-    body = json_body(schemas.Rename)
+@operation(id="updateConversation",
+           summary="Rename a conversation, or change its model, system prompt or temperature",
+           description="Fields left out stay as they are; `system_prompt` or `temperature` "
+                       "sent as null go back to the default. A title set here is never "
+                       "replaced by one the model writes. The settings apply from the next "
+                       "answer on.",
+           ok=(200, "Changed", schemas.Conversation), body=schemas.ConversationUpdate,
+           errors={404: NO_CONVERSATION, 422: SETTINGS_ERRORS + " `missing_field`: nothing "
+                                                                "to change."})
+def update_conversation(conversation_id: uuid.UUID) -> Response:
+    body = json_body(schemas.ConversationUpdate)
+    changes = settings_of(body)
+    if "title" in body.model_fields_set:
+        changes["title"] = body.title
+    if not changes:
+        raise APIError(422, "missing_field", schemas.ConversationUpdate.MISSING["title"])
     conversation = owned_conversation(conversation_id)
-    conversation.title = body.title
-    conversation.updated_at = utcnow()
-    get_session().commit()
+    chat: ChatService = current_app.extensions["brook.chat"]
+    with known_model():
+        chat.update_conversation(get_session(), conversation, changes)
     return respond(serialize.conversation(conversation))
 
 

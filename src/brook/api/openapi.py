@@ -83,7 +83,8 @@ def links_to(source: str, parameter: str, *operation_ids: str) -> tuple[Link, ..
 
 # -- building the document ----------------------------------------------------------------------
 
-def _schemas(ops: list[Operation], max_message_chars: int) -> dict[str, Any]:
+def _schemas(ops: list[Operation], max_message_chars: int,
+             model_ids: list[str]) -> dict[str, Any]:
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(schemas.Error, "serialization"),
                                                            (schemas.LimitError, "serialization")]
     models += [(m, "serialization") for m in (*schemas.STREAM_EVENTS, *schemas.EVENT_DATA)]
@@ -97,7 +98,18 @@ def _schemas(ops: list[Operation], max_message_chars: int) -> dict[str, Any]:
     # The one limit that is a setting: this deployment's MAX_MESSAGE_CHARS.
     if "MessageBody" in found:
         found["MessageBody"]["properties"]["content"]["maxLength"] = max_message_chars
+    # ... and the models this deployment configures, which a conversation may choose.
+    for name in ("NewConversation", "ConversationUpdate"):
+        if name in found and model_ids:
+            found[name]["properties"]["model"]["enum"] = model_ids
     return found
+
+
+
+
+def _model_ids(app: Flask) -> list[str]:
+    chat = app.extensions.get("brook.chat")
+    return [] if chat is None else [str(model["id"]) for model in chat.model_list()]
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -215,7 +227,7 @@ def build(app: Flask) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Brook API", "version": "0.1.0", "description": DESCRIPTION},
         "paths": paths,
-        "components": {"schemas": _schemas(used, settings.max_message_chars)},
+        "components": {"schemas": _schemas(used, settings.max_message_chars, _model_ids(app))},
     }
 
 

@@ -118,11 +118,37 @@ class Usage(Model):
     completion_tokens: int | None
 
 
+TitleSource = Literal["none", "message", "pending", "model", "user"]
+
+
 class Conversation(Model):
     id: uuid.UUID
     title: str = Field(description="Empty until set, or until the first message names it.")
+    title_source: TitleSource = Field(description=(
+        "Who wrote the title: `none` (untitled), `message` (the first message's first words), "
+        "`pending` (the model is being asked for one, after the first answer), `model`, or "
+        "`user` (never overwritten)."))
+    model: str | None = Field(description="The model its next answers are asked of (an id "
+                                           "of GET /api/models); null: the default.")
+    system_prompt: str | None = Field(description="Its system prompt; null: the "
+                                                   "deployment's (SYSTEM_PROMPT).")
+    temperature: float | None = Field(description="Its temperature, for models that take "
+                                                  "one; null: the model's own.")
     created_at: Timestamp
     updated_at: Timestamp
+
+
+class ModelInfo(Model):
+    id: str = Field(description="What a conversation's `model` names.")
+    name: str = Field(description="The name to show.")
+    default: bool = Field(description="Whether conversations use it unless they choose.")
+    temperature: bool = Field(description="Whether it takes a temperature.")
+
+
+class ModelList(Model):
+    """The models a conversation may use, the default first."""
+
+    models: list[ModelInfo]
 
 
 class Message(Model):
@@ -309,20 +335,83 @@ Content = Annotated[StrictStr, AfterValidator(_content), Field(
     description="Not only whitespace, and no U+0000; at most MAX_MESSAGE_CHARS characters.")]
 
 
-def _title_has_no_default(schema: dict[str, Any]) -> None:
-    schema["properties"]["title"].pop("default", None)
+SYSTEM_PROMPT_MAX = 8_000
+
+
+def _system_prompt(value: str) -> str:
+    _no_nul(value, "system prompt")
+    if len(value) > SYSTEM_PROMPT_MAX:
+        raise PydanticCustomError("system_prompt_too_long",
+                                  f"The system prompt can be at most {SYSTEM_PROMPT_MAX:,} "
+                                  "characters.")
+    if not value.strip():
+        raise PydanticCustomError("empty_system_prompt", "The system prompt cannot be empty: "
+                                  "send null for the default.")
+    return value
+
+
+SystemPrompt = Annotated[StrictStr, AfterValidator(_system_prompt), Field(
+    json_schema_extra={"minLength": 1, "maxLength": SYSTEM_PROMPT_MAX, "pattern": NOT_BLANK,
+                       **NO_NUL},
+    description="Not only whitespace, no U+0000, at most 8,000 characters; null: the "
+                "deployment's SYSTEM_PROMPT.")]
+def _model_id(value: str) -> str:
+    if not value or len(value) > 100:
+        raise PydanticCustomError("unknown_model", "There is no such model: choose one of "
+                                  "GET /api/models.")
+    return value
+
+
+def _temperature(value: float) -> float:
+    if not 0 <= value <= 2:
+        raise PydanticCustomError("invalid_temperature",
+                                  "The temperature must be a number from 0 to 2.")
+    return value
+
+
+# The document's bounds are json_schema_extra, not Field constraints, so that a value out of
+# them gets Brook's own error code (above) rather than pydantic's.
+ModelId = Annotated[StrictStr, AfterValidator(_model_id), Field(
+    json_schema_extra={"minLength": 1, "maxLength": 100},
+    description="An id of GET /api/models.")]
+Temperature = Annotated[float, AfterValidator(_temperature), Field(
+    json_schema_extra={"minimum": 0, "maximum": 2},
+    description="From 0 to 2; null: the model's own.")]
+
+
+def _no_empty_defaults(schema: dict[str, Any]) -> None:
+    """A field left out is not sent as "" (which is refused like any blank value): the
+    document must not offer "" as its default."""
+    for field in schema["properties"].values():
+        if field.get("default") == "":
+            field.pop("default")
 
 
 class NewConversation(Body):
     # Absent means untitled (the first message names it); "" is refused like any blank
     # title, so the document must not offer it as a default.
-    model_config = ConfigDict(json_schema_extra=_title_has_no_default)
+    model_config = ConfigDict(json_schema_extra=_no_empty_defaults)
     title: Title = ""
+    model: ModelId = ""
+    system_prompt: SystemPrompt | None = None
+    temperature: Temperature | None = None
 
 
-class Rename(Body):
-    MISSING: ClassVar[dict[str, str]] = {"title": "Send the new title in the field title."}
-    title: Title
+def _at_least_one_field(schema: dict[str, Any]) -> None:
+    _no_empty_defaults(schema)
+    schema["minProperties"] = 1
+
+
+class ConversationUpdate(Body):
+    """What to change; fields left out stay as they are (at least one)."""
+
+    MISSING: ClassVar[dict[str, str]] = {
+        "title": "Send at least one of title, model, system_prompt and temperature."}
+    model_config = ConfigDict(json_schema_extra=_at_least_one_field)
+    title: Title = ""
+    model: ModelId = ""
+    system_prompt: SystemPrompt | None = None
+    temperature: Temperature | None = None
 
 
 class MessageBody(Body):

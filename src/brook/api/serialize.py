@@ -14,14 +14,12 @@ def respond(body: BaseModel, status: int = 200) -> Response:
 
 
 def conversation(row: models.Conversation) -> schemas.Conversation:
-    return schemas.Conversation(id=row.id, title=row.title, created_at=row.created_at,
-                                updated_at=row.updated_at)
+    return schemas.Conversation.model_validate(row, from_attributes=True)
 
 
 def conversation_with_messages(row: models.Conversation) -> schemas.ConversationWithMessages:
-    return schemas.ConversationWithMessages(
-        id=row.id, title=row.title, created_at=row.created_at, updated_at=row.updated_at,
-        messages=[message(m) for m in row.messages])
+    return schemas.ConversationWithMessages.model_validate(
+        {**dict(conversation(row)), "messages": [message(m) for m in row.messages]})
 
 
 def message(row: models.Message) -> schemas.Message:

@@ -23,7 +23,8 @@ from ..config import Settings
 from ..database import autocommit
 from ..messages import ChatMessage
 from ..models import Message, utcnow
-from ..providers import Progress, Provider, ProviderError, Reasoning, Usage
+from ..providers import Models, Progress, ProviderError, Reasoning, Usage
+from . import titles
 from .bus import INTERNAL_ERROR, LocalBus
 from .limits import Limits
 from .live import LiveAnswer
@@ -47,11 +48,11 @@ FINAL = _STILL_STREAMING.values(
 class Writer:
     """Generates this process's answers and writes them to the bus and the database."""
 
-    def __init__(self, sessions: sessionmaker[Session], provider: Provider, settings: Settings,
+    def __init__(self, sessions: sessionmaker[Session], models: Models, settings: Settings,
                  bus: LocalBus, worker: str, spawn: Callable[[Callable[[], None]], None],
                  counter: TokenCounter, limits: Limits) -> None:
         self.sessions = sessions
-        self.provider = provider
+        self.models = models
         self.settings = settings
         self.bus = bus
         self.worker = worker
@@ -60,12 +61,17 @@ class Writer:
         self.limits = limits
         self.flush_now = threading.Event()  # set when an answer has FLUSH_CHARS unwritten
 
-    def start(self, message_id: uuid.UUID, model: str | None, prompt: list[ChatMessage]
-              ) -> None:
+    def start(self, message_id: uuid.UUID, model: str | None, prompt: list[ChatMessage],
+              temperature: float | None = None, titles: uuid.UUID | None = None) -> None:
+        """Generate an answer with the model of this id (the default's where unknown); once
+        complete, have it title the conversation `titles` (titles.py)."""
         live = self.bus.open(message_id, model)
-        self.spawn(lambda: self._generate(live, prompt))
+        if titles is not None:
+            live.titles = (titles, prompt[-1]["content"])
+        self.spawn(lambda: self._generate(live, prompt, temperature))
 
-    def _generate(self, live: LiveAnswer, prompt: list[ChatMessage]) -> None:
+    def _generate(self, live: LiveAnswer, prompt: list[ChatMessage],
+                  temperature: float | None) -> None:
         usage: Usage | None = None
         # However the answer ends (here, by Stop, by a drain), `end` adds its tokens to its
         # owner's usage: what the model reported by then, else an estimate.
@@ -73,7 +79,8 @@ class Writer:
         error: dict[str, str] | None = None
         status = "complete"
         try:
-            for item in self.provider.stream(prompt):
+            provider = self.models.get(live.model).provider
+            for item in provider.stream(prompt, temperature=temperature):
                 if live.stop_requested.is_set():
                     break
                 if isinstance(item, Usage):
@@ -136,6 +143,7 @@ class Writer:
             live.stop_requested.set()
             reasoning, text = live.seal()
             tokens = usage or {}
+            titling = False
             try:
                 # The final write, then the tokens: statements of their own on one connection.
                 with autocommit(self.sessions()) as session:
@@ -148,11 +156,18 @@ class Writer:
                         "b_completion": tokens.get("completion_tokens"),
                     })
                     self._add_tokens(connection, live, reasoning + text)
+                    if status == "complete" and live.titles is not None:
+                        titling = titles.ask(connection, live.titles[0])
             except Exception:
                 log.exception("could not store the final answer %s", live.message_id)
             finally:
                 live.finish(status, usage, error)
                 self.bus.published(live)
+            if titling and live.titles is not None:
+                conversation_id, question = live.titles
+                provider = self.models.get(live.model).provider
+                self.spawn(lambda: titles.write_title(self.sessions, provider,
+                                                      conversation_id, question, text))
             return True
 
     def stop_here(self, message_id: uuid.UUID) -> bool:

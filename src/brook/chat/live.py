@@ -44,6 +44,8 @@ class LiveAnswer:
         self.progress_seq = 0
         # The answer's tokens for its owner's usage, given its final text (set by the writer).
         self.count_tokens: Callable[[str], int] | None = None
+        # Its conversation and question, when a complete answer is to title it (titles.py).
+        self.titles: tuple[uuid.UUID, str] | None = None
         self._text = ""
         self._tail: list[str] = []
         self._sealed = False

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,7 +26,7 @@ from ..background import spawn
 from ..config import Settings
 from ..database import autocommit
 from ..models import Conversation, Message, usage_of, utcnow
-from ..providers import Provider
+from ..providers import Models, Provider
 from .admission import Admission, Overloaded
 from .answers import Writer
 from .bus import BadOffset, Events, LocalBus, final_events
@@ -40,11 +41,15 @@ log = logging.getLogger(__name__)
 STOP_WAIT_SECONDS = 3.0
 
 __all__ = ["BadOffset", "Busy", "ChatService", "Draining", "Gone", "LimitExceeded", "NotFound",
-           "NotLast", "Overloaded", "Quota"]
+           "NotLast", "Overloaded", "Quota", "UnknownModel"]
 
 
 class Draining(Exception):
     """This instance is shutting down and takes no new answers."""
+
+
+class UnknownModel(ValueError):
+    """A model that is not one of the configured ones."""
 
 
 class Gone(LookupError):
@@ -55,11 +60,14 @@ class ChatService:
     """Chat for the web layer. Building one starts nothing; `start` starts its background
     work (see there), so a unit test can build one and drive it step by step."""
 
-    def __init__(self, sessions: sessionmaker[Session], provider: Provider, settings: Settings,
+    def __init__(self, sessions: sessionmaker[Session], models: Models | Provider,
+                 settings: Settings,
                  counter: TokenCounter, bus: LocalBus, heartbeat_engine: Engine,
                  spawn: Callable[[Callable[[], None]], None] = spawn) -> None:
         self.sessions = sessions
-        self.provider = provider
+        # The models people may pick (a bare provider: the one model, for tests).
+        self.models = models if isinstance(models, Models) else Models.single(models)
+        self.provider = self.models.default.provider
         self.settings = settings
         self.bus = bus
         self.worker = worker_id()
@@ -67,9 +75,9 @@ class ChatService:
         # Answers whose turn is (being) stored here but not yet live on the bus: the sweep
         # must not take them for orphans of this process, however long the gap lasts.
         self.starting: set[uuid.UUID] = set()
-        self.turns = Turns(settings, counter, provider.model, self.worker)
+        self.turns = Turns(settings, counter, self.models, self.worker)
         self.limits = Limits(settings)
-        self.writer = Writer(sessions, provider, settings, bus, self.worker, spawn, counter,
+        self.writer = Writer(sessions, self.models, settings, bus, self.worker, spawn, counter,
                              self.limits)
         self.admission = Admission(settings.max_answers_per_worker,
                                    settings.max_event_loop_lag, lambda: len(bus.live), spawn)
@@ -129,9 +137,13 @@ class ChatService:
         return self.limits.quota(signed_in, admin)
 
     def create_conversation(self, session: Session, owner: str, title: str,
-                            quota: Quota | None = None) -> Conversation:
-        """Store a new conversation; raises `LimitExceeded` (nothing stored) over a limit."""
-        conversation = Conversation(owner=owner, title=title)
+                            quota: Quota | None = None,
+                            settings: dict[str, Any] | None = None) -> Conversation:
+        """Store a new conversation (with its own `settings`: see `update_conversation`);
+        raises `LimitExceeded` (nothing stored) over a limit, `UnknownModel`."""
+        conversation = Conversation(owner=owner, title=title,
+                                    title_source="user" if title else "none")
+        self._settle(conversation, settings or {})
         if quota is None or not (quota.conversations_per_day or quota.stored_conversations):
             autocommit(session)  # one INSERT
         else:
@@ -139,6 +151,31 @@ class ChatService:
         session.add(conversation)
         session.commit()
         return conversation
+
+    def update_conversation(self, session: Session, conversation: Conversation,
+                            changes: dict[str, Any]) -> None:
+        """Change a conversation's title (the user's from then on, never overwritten), model,
+        system prompt or temperature (None: back to the default); they apply from its next
+        answer on. Raises `UnknownModel` (nothing changed) for a model not configured."""
+        self._settle(conversation, changes)
+        if "title" in changes:
+            conversation.title, conversation.title_source = changes["title"], "user"
+        conversation.updated_at = utcnow()
+        session.commit()
+
+    def _settle(self, conversation: Conversation, changes: dict[str, Any]) -> None:
+        if "model" in changes:
+            if changes["model"] not in self.models:
+                raise UnknownModel(changes["model"])
+            conversation.model = changes["model"]
+        for name in ("system_prompt", "temperature"):
+            if name in changes:
+                setattr(conversation, name, changes[name])
+
+    def model_list(self) -> list[dict[str, object]]:
+        """The models a conversation may use, the default first."""
+        return [{"id": choice.id, "name": choice.name, "temperature": choice.temperature,
+                 "default": choice is self.models.default} for choice in self.models]
 
     def usage(self, session: Session, owner: str, quota: Quota | None) -> dict[str, object]:
         """An owner's use of each limit today."""
@@ -215,7 +252,8 @@ class ChatService:
 
     def _start(self, turn: Turn) -> Message:
         try:
-            self.writer.start(turn.answer.id, turn.answer.model, turn.prompt)
+            self.writer.start(turn.answer.id, turn.answer.model, turn.prompt, turn.temperature,
+                              turn.answer.conversation_id if turn.titles else None)
         finally:
             self.starting.discard(turn.answer.id)
         return turn.answer
@@ -351,6 +389,6 @@ class ChatService:
             self._upkeep.join(timeout=5)
         self.admission.close()
         self.heartbeat.stop()
-        self.provider.close()
+        self.models.close()
         self.bus.close()
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from ..config import Settings
 from ..messages import ChatMessage
 from ..models import Conversation, Message, default_title, utcnow
+from ..providers import Models
 from .tokens import TokenCounter, fit_to_budget
 
 CONVERSATIONS = cast(Table, Conversation.__table__)
@@ -33,8 +34,11 @@ CLAIM = (update(CONVERSATIONS)
                 CONVERSATIONS.c.owner == bindparam("b_owner"))
          .values(updated_at=bindparam("b_now"),
                  title=case((CONVERSATIONS.c.title == "", bindparam("b_title")),
-                            else_=CONVERSATIONS.c.title))
-         .returning(CONVERSATIONS.c.id))
+                            else_=CONVERSATIONS.c.title),
+                 title_source=case((CONVERSATIONS.c.title == "", "message"),
+                                   else_=CONVERSATIONS.c.title_source))
+         .returning(CONVERSATIONS.c.model, CONVERSATIONS.c.system_prompt,
+                    CONVERSATIONS.c.temperature, CONVERSATIONS.c.title_source))
 HISTORY = (select(Message.id, Message.position, Message.role, Message.content, Message.status)
            .where(Message.conversation_id == bindparam("b_conversation"))
            .order_by(Message.position))
@@ -58,10 +62,22 @@ class NotLast(Exception):
 
 
 class Turn(NamedTuple):
-    """A stored answer waiting to be generated, with the prompt that asks for it."""
+    """A stored answer waiting to be generated, with the prompt that asks for it and the
+    temperature to ask with (None: the model's own)."""
 
     answer: Message
     prompt: list[ChatMessage]
+    temperature: float | None = None
+    titles: bool = False  # whether the answer, once complete, has its model title it
+
+
+class Settled(NamedTuple):
+    """What a conversation's answers are asked with: the model (a configured one's id), the
+    system prompt and the temperature."""
+
+    model: str
+    system_prompt: str
+    temperature: float | None
 
 
 class Row(NamedTuple):
@@ -73,11 +89,11 @@ class Row(NamedTuple):
 
 
 class Turns:
-    def __init__(self, settings: Settings, counter: TokenCounter, model: str | None,
+    def __init__(self, settings: Settings, counter: TokenCounter, models: Models,
                  worker: str) -> None:
         self.settings = settings
         self.counter = counter
-        self.model = model
+        self.models = models
         self.worker = worker
         self.lease = timedelta(seconds=settings.stream_lease)
 
@@ -90,11 +106,13 @@ class Turns:
         """
         now = utcnow()
         connection = session.connection()
-        if connection.execute(CLAIM, {"b_conversation": conversation_id, "b_owner": owner,
-                                      "b_now": now, "b_title": default_title(content)}
-                              ).first() is None:
+        claimed = connection.execute(CLAIM, {"b_conversation": conversation_id,
+                                             "b_owner": owner, "b_now": now,
+                                             "b_title": default_title(content)}).first()
+        if claimed is None:
             session.rollback()
             raise NotFound(conversation_id)
+        settled = self.settled(claimed.model, claimed.system_prompt, claimed.temperature)
         rows = [Row(*row) for row in connection.execute(HISTORY,
                                                         {"b_conversation": conversation_id})]
         position = rows[-1].position + 1 if rows else 0
@@ -103,7 +121,8 @@ class Turns:
                        model=None,
                        worker=None, lease_until=None, created_at=now, updated_at=now,
                        prompt_tokens=None, completion_tokens=None, error=None)
-        answer = self._new_answer(answer_id, conversation_id, position + 1, now)
+        answer = self._new_answer(answer_id, conversation_id, position + 1, now,
+                                  settled.model)
         try:
             connection.execute(INSERT_MESSAGES, [{name: getattr(message, name)
                                                   for name in _COLUMNS}
@@ -112,7 +131,8 @@ class Turns:
         except IntegrityError:
             session.rollback()
             raise Busy from None
-        return user, Turn(answer, self.prompt(rows, user))
+        return user, Turn(answer, self.prompt(rows, user, settled.system_prompt),
+                          settled.temperature, self._titles(claimed.title_source))
 
     def regenerate(self, session: Session, conversation: Conversation, answer: Message,
                    answer_id: uuid.UUID) -> Turn:
@@ -147,11 +167,24 @@ class Turns:
         return [Row(*row) for row in session.execute(HISTORY,
                                                      {"b_conversation": conversation_id})]
 
+    def _titles(self, title_source: str) -> bool:
+        """Whether an answer is to have its model title the conversation: one whose title
+        is still its first message's words (titles.py)."""
+        return self.settings.model_titles and title_source == "message"
+
+    def settled(self, model: str | None, system_prompt: str | None,
+                temperature: float | None) -> Settled:
+        """A conversation's settings as its next answer uses them: a model no longer
+        configured gives way to the default, a temperature to a model that takes none."""
+        choice = self.models.get(model)
+        return Settled(choice.id, system_prompt or self.settings.system_prompt,
+                       temperature if choice.temperature else None)
+
     def _new_answer(self, answer_id: uuid.UUID, conversation_id: uuid.UUID, position: int,
-                    now: datetime) -> Message:
+                    now: datetime, model: str) -> Message:
         return Message(id=answer_id, conversation_id=conversation_id, position=position,
                        role="assistant", content="", reasoning="", status="streaming",
-                       model=self.model,
+                       model=model or None,
                        created_at=now, updated_at=now, worker=self.worker,
                        lease_until=now + self.lease, prompt_tokens=None,
                        completion_tokens=None, error=None)
@@ -161,16 +194,19 @@ class Turns:
                 ) -> Turn:
         """Add a streaming answer at `position` and commit the turn."""
         now = utcnow()
-        answer = self._new_answer(answer_id, conversation.id, position, now)
+        settled = self.settled(conversation.model, conversation.system_prompt,
+                               conversation.temperature)
+        answer = self._new_answer(answer_id, conversation.id, position, now, settled.model)
         conversation.updated_at = now
         session.add(answer)
-        prompt = self.prompt(history, question)
+        prompt = self.prompt(history, question, settled.system_prompt)
         try:
             session.commit()  # the one-streaming-answer-per-conversation index says Busy here
         except IntegrityError:
             session.rollback()
             raise Busy from None
-        return Turn(answer, prompt)
+        return Turn(answer, prompt, settled.temperature,
+                    self._titles(conversation.title_source))
 
     def estimate_tokens(self, session: Session, conversation_id: uuid.UUID, position: int,
                         text: str) -> int:
@@ -179,10 +215,11 @@ class Turns:
         history = [row for row in self._rows(session, conversation_id) if row.position < position]
         return self.counter.count_exchange(self.prompt(history, None), text)
 
-    def prompt(self, history: Sequence[Row], question: Message | None) -> list[ChatMessage]:
+    def prompt(self, history: Sequence[Row], question: Message | None,
+               system_prompt: str | None = None) -> list[ChatMessage]:
         messages: list[ChatMessage] = [{"role": row.role, "content": row.content}
                                        for row in history if row.content]
         if question is not None:
             messages.append({"role": "user", "content": question.content})
-        return fit_to_budget(self.settings.system_prompt, messages,
+        return fit_to_budget(system_prompt or self.settings.system_prompt, messages,
                              self.settings.prompt_token_budget, self.counter)

@@ -63,12 +63,13 @@ class ProviderError(Exception):
 class Provider(Protocol):
     model: str | None
 
-    def stream(self, messages: Sequence[ChatMessage]
+    def stream(self, messages: Sequence[ChatMessage], *, temperature: float | None = None
                ) -> Iterator[str | Reasoning | Usage | Progress]:
         """Yield the answer as text deltas, then (when the service reports it) one `Usage`;
         before the first delta, any number of `Progress` reports (the local model's load),
         and `Reasoning` deltas (before the answer's text, as models send them).
 
+        `temperature`: the conversation's (None: the model's own default).
         Raises `ProviderError` on any failure, possibly after some deltas.
         """
         ...
@@ -83,7 +84,7 @@ class Unconfigured:
         self.model: str | None = None
         self.help_text = help_text
 
-    def stream(self, messages: Sequence[ChatMessage]
+    def stream(self, messages: Sequence[ChatMessage], *, temperature: float | None = None
                ) -> Iterator[str | Reasoning | Usage | Progress]:
         raise ProviderError("model_not_configured", self.help_text)
 

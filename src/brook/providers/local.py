@@ -121,7 +121,7 @@ class LocalModel:
         """Answers generating now (a cancelled one counts until its worker has stopped)."""
         return self.gate.running
 
-    def stream(self, messages: Sequence[ChatMessage]
+    def stream(self, messages: Sequence[ChatMessage], *, temperature: float | None = None
                ) -> Generator[str | Reasoning | Usage | Progress, None, None]:
         worker: object = self.gate.enter()
         if isinstance(worker, Channel):
@@ -142,7 +142,7 @@ class LocalModel:
             if isinstance(worker, ProviderError):
                 raise worker
         assert isinstance(worker, Worker)
-        job = Job(list(messages))
+        job = Job(list(messages), temperature=temperature)
         self._jobs.add(job)
         if self._loaded is None:
             self.loading.watch(job.channel, waiting=True)
@@ -196,8 +196,12 @@ class LocalModel:
             return
         inputs, prompt_tokens, max_new = self._encode(model, tokenizer, job.messages)
         started = time.monotonic()
+        sampling: dict[str, Any] = {}
+        if job.temperature is not None:  # 0: greedy; otherwise sampled at that temperature
+            sampling = ({"do_sample": False} if job.temperature == 0
+                        else {"do_sample": True, "temperature": job.temperature})
         output = model.generate(
-            **inputs, max_new_tokens=max_new,
+            **inputs, max_new_tokens=max_new, **sampling,
             streamer=_streamer(tokenizer, job.channel.put),
             stopping_criteria=_cancel_criteria(job, self.on_token),
             pad_token_id=_pad_token_id(model, tokenizer),

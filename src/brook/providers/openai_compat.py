@@ -26,7 +26,7 @@ import openai
 from azure.core.credentials import TokenCredential
 
 from ..background import spawn
-from ..config import Settings
+from ..config import ModelSpec, Settings
 from ..messages import ChatMessage
 from .base import ProviderError, Reasoning, Usage
 from .reasoning import ThinkSplitter
@@ -55,7 +55,13 @@ class OpenAICompatible:
     @classmethod
     def from_settings(cls, settings: Settings,
                       credential: TokenCredential | None = None) -> OpenAICompatible:
-        """Build the client once, at start-up.
+        """The one model the single-model variables configure (see `from_spec`)."""
+        return cls.from_spec(settings.model_specs[0], settings, credential)
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, settings: Settings,
+                  credential: TokenCredential | None = None) -> OpenAICompatible:
+        """Build the client once, at start-up, for one model (`spec`, filled in).
 
         Keyless Azure uses `credential`, by default a `DefaultAzureCredential` (managed
         identity in Azure, developer sign-in locally).
@@ -67,12 +73,12 @@ class OpenAICompatible:
             timeout=timeout,
             limits=httpx2.Limits(max_connections=20_000, max_keepalive_connections=1_000),
         )
-        if settings.provider == "azure":
-            assert settings.azure_openai_endpoint
-            assert settings.azure_openai_deployment
+        options: dict[str, Any] = {"api": spec.api, "reasoning_summary": spec.reasoning_summary}
+        if spec.provider == "azure":
+            assert spec.endpoint
             on_close = None
-            if settings.azure_openai_api_key:
-                auth: dict[str, Any] = {"api_key": settings.azure_openai_api_key}
+            if spec.api_key:
+                auth: dict[str, Any] = {"api_key": spec.api_key}
             else:
                 # Keyless: managed identity in Azure, developer credentials locally. The token
                 # provider asks the credential for a token on each request; the credential
@@ -85,35 +91,39 @@ class OpenAICompatible:
                 auth = {"azure_ad_token_provider": get_bearer_token_provider(credential,
                                                                              AZURE_SCOPE)}
             client: openai.OpenAI = openai.AzureOpenAI(
-                azure_endpoint=settings.azure_openai_endpoint,
-                api_version=settings.azure_openai_api_version,
+                azure_endpoint=spec.endpoint,
+                api_version=spec.api_version,
                 timeout=timeout,
                 max_retries=settings.model_max_retries,
                 http_client=http_client,
                 **auth,
             )
-            return cls(client, settings.azure_openai_deployment, on_close)
+            return cls(client, spec.model, on_close, **options)
         client = openai.OpenAI(
             # Local servers (Ollama, vLLM, llama.cpp) accept any key; the SDK insists on one.
-            api_key=settings.openai_api_key or "not-needed",
-            base_url=settings.openai_base_url,
+            api_key=spec.api_key or "not-needed",
+            base_url=spec.base_url,
             timeout=timeout,
             max_retries=settings.model_max_retries,
             http_client=http_client,
         )
-        return cls(client, settings.openai_model)
+        return cls(client, spec.model, **options)
 
     def close(self) -> None:
         self.client.close()
         if self._on_close is not None:
             self._on_close()
 
-    def _request(self, messages: Sequence[ChatMessage]) -> tuple[str, dict[str, Any], ReadEvent]:
+    def _request(self, messages: Sequence[ChatMessage], temperature: float | None
+                 ) -> tuple[str, dict[str, Any], ReadEvent]:
         """The path, body and event reader of this model's API."""
         if self.api == "chat":
-            return "/chat/completions", {
+            chat: dict[str, Any] = {
                 "model": self.model or "", "messages": list(messages), "stream": True,
-                "stream_options": {"include_usage": True}}, _read_chat_event
+                "stream_options": {"include_usage": True}}
+            if temperature is not None:
+                chat["temperature"] = temperature
+            return "/chat/completions", chat, _read_chat_event
         body: dict[str, Any] = {
             "model": self.model or "", "stream": True, "store": False,
             "instructions": "\n\n".join(m["content"] for m in messages
@@ -122,10 +132,13 @@ class OpenAICompatible:
                       if m["role"] != "system"]}
         if self.reasoning_summary:
             body["reasoning"] = {"summary": self.reasoning_summary}
+        if temperature is not None:
+            body["temperature"] = temperature
         return "/responses", body, _read_response_event
 
-    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[Item]:
-        path, body, read_event = self._request(messages)
+    def stream(self, messages: Sequence[ChatMessage], *, temperature: float | None = None
+               ) -> Iterator[Item]:
+        path, body, read_event = self._request(messages, temperature)
         try:
             # The SDK's documented way to a raw response: it still builds the URL (Azure's
             # deployment paths too), signs in, retries and raises on error statuses, but

@@ -102,6 +102,7 @@ class Channel:
 class Job:
     messages: list[ChatMessage]
     channel: Channel = field(default_factory=Channel)  # to the reader: text, Usage, errors
+    temperature: float | None = None  # the conversation's; None: the model's own sampling
     cancelled: bool = False  # set by the reader, read by the generating thread
 
 

@@ -16,11 +16,14 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Plain ADD/DROP COLUMN, which SQLite does in place: a batch that copied the table would
+# drop the search triggers on it.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("messages") as batch:
-        batch.add_column(sa.Column("reasoning", sa.Text(), nullable=False, server_default=""))
+    op.add_column("messages", sa.Column("reasoning", sa.Text(), nullable=False,
+                                        server_default=""))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("messages") as batch:
-        batch.drop_column("reasoning")
+    op.drop_column("messages", "reasoning")

@@ -8,6 +8,7 @@ import { syncConversation } from "./conversations.js";
 import { attach } from "./follow.js";
 import { createMessage, editMessage } from "./messages.js";
 import { refreshList, refreshUi } from "./refresh.js";
+import { draftSettings } from "./settings.js";
 import {
   announce, broadcast, clearNotice, els, MAX_CHARS, plainUrl, showNotice, state, ui,
 } from "./state.js";
@@ -94,7 +95,7 @@ export async function sendMessage(text) {
     await state.ready;
     if (!id) {
       const view = state.view;
-      id = (await api("POST", urls.conversations, {})).id;
+      id = (await api("POST", urls.conversations, draftSettings())).id;
       if (view === state.view) {
         state.currentId = id;
         ui.composer.adopt(id);

@@ -65,6 +65,7 @@ export const urls = {
   regenerate: (id) => `/api/messages/${enc(id)}/regenerate`,
   stop: (id) => `/api/messages/${enc(id)}/stop`,
   usage: "/api/usage",
+  models: "/api/models",
 };
 
 /** What to say when a request was over one of the owner's limits (a 429): the server's

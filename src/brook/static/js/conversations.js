@@ -32,12 +32,14 @@ export function resetView(id) {
   clearNotice();
   ui.sidebar.mark(id);
   setTitle(state.conversations.find((c) => c.id === id)?.title);
+  ui.settings?.show();
   refreshUi();
 }
 
 export function showNewChat() {
   ui.composer.switchTo(null);
   resetView(null);
+  ui.settings?.reset();
 }
 
 /** Shows a conversation's messages; long ones are rendered in the background (backlog.js). */

@@ -12,6 +12,7 @@ import {
 import { toggleUsage } from "./messages.js";
 import { refreshList } from "./refresh.js";
 import { Follower } from "./scroll.js";
+import { Settings } from "./settings.js";
 import { Sidebar } from "./sidebar.js";
 import {
   els, hashId, MAX_CHARS, onBroadcast, plainUrl, showNotice, state, ui,
@@ -60,6 +61,9 @@ ui.sidebar = new Sidebar({
   rename: renameConversation,
   remove: removeConversation,
 });
+
+ui.settings = new Settings();
+ui.settings.load();
 
 // The message actions, by delegation: the buttons come and go with the messages.
 els.messages.addEventListener("click", (event) => {

@@ -2,6 +2,7 @@
 import { iconButton } from "./icons.js";
 import { MarkdownView } from "./markdown.js";
 import { autoGrow, enterSends } from "./composer.js";
+import { modelName } from "./settings.js";
 
 const APP_NAME = document.body.dataset.appName || "Brook";
 
@@ -29,6 +30,11 @@ function prototypeOf(role) {
   const sender = document.createElement("p");
   sender.className = "sender";
   sender.textContent = role === "user" ? "You" : APP_NAME;
+  if (role !== "user") {
+    const model = document.createElement("span");
+    model.className = "answer-model"; // the model that wrote it, shown on hover or focus
+    sender.append(model);
+  }
   const content = document.createElement("div");
   content.className = "content";
   const actions = document.createElement("div");
@@ -62,6 +68,10 @@ export function createMessage(msg, { defer = false } = {}) {
     id: msg.id, role: msg.role, el, content, status: msg.status, error: null,
     usage: msg.usage || null,
   };
+  if (role !== "user" && msg.model) {
+    el.dataset.model = msg.model;
+    el.querySelector(".answer-model").textContent = ` · ${modelName(msg.model)}`;
+  }
   if (role === "user") {
     record.text = msg.content;
     content.textContent = msg.content;

@@ -4,6 +4,7 @@
 // import each other one way only (tests/test_page_modules.py checks there is no cycle).
 import { api, urls } from "./api.js";
 import { updateActions } from "./messages.js";
+import { watchTitles } from "./settings.js";
 import { setTitle, showNotice, state, ui } from "./state.js";
 
 // The list response early.js started before the modules loaded (none if it did not run).
@@ -35,6 +36,8 @@ export async function refreshList() {
   ui.sidebar.render(data.conversations);
   const current = data.conversations.find((c) => c.id === state.currentId);
   if (current) setTitle(current.title);
+  ui.settings?.show();
+  watchTitles(data.conversations, refreshList);
 }
 
 const number = new Intl.NumberFormat();
