@@ -57,12 +57,16 @@ class Operation:
     ok: tuple[int, str, type[BaseModel] | None]  # status, description, body
     errors: dict[int, str] = field(default_factory=dict)  # status: the codes, and when
     description: str | None = None
-    body: type[schemas.Body] | None = None
+    body: type[BaseModel] | None = None  # a schemas.Body; or a RootModel (a file's JSON)
     body_required: bool = True
     query: type[BaseModel] | None = None
     headers: tuple[dict[str, Any], ...] = ()
     links: tuple[Link, ...] = ()
     media: Literal["application/json", "text/event-stream"] = "application/json"
+    # More media types of the OK response than its model's JSON (a download's Markdown):
+    # {media type: its OpenAPI media type object}; and the OK response's headers.
+    also: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ok_headers: dict[str, dict[str, Any]] = field(default_factory=dict)
     uses_database: bool = True
 
 
@@ -132,7 +136,7 @@ def _errors(op: Operation, method: str) -> dict[int, str]:
         add(413, "`request_entity_too_large`: the body is far over any limit.")
         add(415, "`unsupported_media_type`: a body that is not `application/json`.")
         add(422, "`unknown_field`, `invalid_field` (of the wrong type)"
-                 + (", `missing_field`" if op.body.MISSING else "") + ".")
+                 + (", `missing_field`" if getattr(op.body, "MISSING", None) else "") + ".")
     if method not in SAFE:
         add(403, "`cross_site_request`: sent from another site's page.")
     if op.uses_database:
@@ -188,6 +192,10 @@ def _operation(rule: str, method: str, op: Operation) -> dict[str, Any]:
             "oneOf": [_ref(m) for m in schemas.STREAM_EVENTS]}}}
     elif model is not None:
         ok["content"] = _json(model)
+    if op.also:
+        ok["content"] = {**ok.get("content", {}), **op.also}
+    if op.ok_headers:
+        ok["headers"] = op.ok_headers
     if op.links:
         ok["links"] = {f"{link.operation_id}.{link.parameter}": {
             "operationId": link.operation_id,

@@ -17,6 +17,7 @@ import { Sidebar } from "./sidebar.js";
 import {
   els, hashId, MAX_CHARS, onBroadcast, plainUrl, showNotice, state, ui,
 } from "./state.js";
+import { ExportMenu, Importer } from "./transfer.js";
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -60,6 +61,21 @@ ui.sidebar = new Sidebar({
   closed: () => els.prompt.focus(),
   rename: renameConversation,
   remove: removeConversation,
+});
+
+ui.settings = new Settings();
+ui.settings.load();
+
+ui.exportMenu = new ExportMenu({
+  menu: $("#export-menu"),
+  toggle: $("#export-toggle"),
+  list: $("#export-options"),
+});
+
+ui.importer = new Importer({
+  button: $("#import-button"),
+  input: $("#import-file"),
+  status: $("#import-status"),
 });
 
 ui.settings = new Settings();
