@@ -1,7 +1,8 @@
 // Brook on Azure, provisioned by `azd up` (see docs/deploy.md): a resource group holding
 //   - App Service (Linux, Python) running Brook with gunicorn + gevent, free tier F1 or B1 and up
 //   - PostgreSQL Flexible Server, public behind firewall rules or private in a VNet
-//   - Azure OpenAI with a chat deployment (or an existing account), key auth off
+//   - Azure OpenAI with a chat deployment and those of the models people may pick (MODELS), or an
+//     existing account with its deployments; key auth off
 //   - two user-assigned managed identities: id-web, which Brook runs as (Azure OpenAI, PostgreSQL
 //     as a role owning only Brook's tables), and id-db, the PostgreSQL Entra administrator that
 //     `brook db setup` uses at start to create that role and the database
@@ -280,6 +281,17 @@ param chatDeploymentCapacity int = 30
 param openAiApiVersion string = '2024-10-21'
 
 // ----------------------------------------------------------------------------------------------
+// Models people pick (README, Models; docs/deploy.md, "Several models"). Each is an app setting
+// only when asked for: empty (or true) leaves it unset, so Brook's default applies.
+// ----------------------------------------------------------------------------------------------
+
+@description('MODELS: more Azure OpenAI models people may pick per conversation, next to the chat deployment (the first, and the default unless an entry says default). A JSON list of { id, name, model (the deployment; default the id), api (chat or responses), api_version (default openAiApiVersion; responses needs 2025-03-01-preview or later), reasoning_summary (auto, concise or detailed), temperature (false for reasoning models), default }, and for the deployment the templates create on the account they create: model_name (default the deployment), model_version (default the model\'s default), sku and capacity (default the chat deployment\'s). No keys, endpoints or providers: each is a deployment of the account, called keylessly as the site\'s identity, at AZURE_OPENAI_ENDPOINT. With an existing account (openAiAccountName) the deployments must exist. Empty: the chat deployment alone, and no MODELS setting.')
+param models array = []
+
+@description('MODEL_TITLES: after a conversation\'s first answer, ask its model for a title of a few words (one short request more). false: the first words of the first message stay the title.')
+param modelTitles bool = true
+
+// ----------------------------------------------------------------------------------------------
 // Redis and Brook
 // ----------------------------------------------------------------------------------------------
 
@@ -314,6 +326,22 @@ var checkedScale = (((instanceCount > 1) || (webConcurrency > 1)) && (!enableRed
 // not https: a deployment that could only fail at start stops here instead.
 var checkedAuthMode = ((authMode == 'oidc') && (empty(oidcIssuer) || empty(oidcClientId))) ? fail('AUTH_MODE oidc needs the issuer of your OpenID provider and the client id it gave Brook: azd env set OIDC_ISSUER <issuer URL> and azd env set OIDC_CLIENT_ID <client id> (docs/deploy.md, "Before you share the address").') : (((!empty(oidcIssuer)) && (!startsWith(oidcIssuer, 'https://'))) ? fail('OIDC_ISSUER must be the https:// issuer URL of your OpenID provider, such as https://login.microsoftonline.com/<tenant id>/v2.0 or https://accounts.google.com.') : authMode)
 
+// MODELS as Brook would refuse it at start, or as the deployments it asks for could not be made.
+// Variables' for-expressions (no lambdas: checkov's Bicep parser cannot read them); ternaries
+// rather than && where a property may be missing, since ARM evaluates both sides of and().
+var modelIdsGiven = [for entry in models: entry.id]
+var modelIds = concat([chatDeployment], modelIdsGiven)
+var modelDeploymentsGiven = [for entry in models: contains(entry, 'model') ? entry.model : entry.id]
+var modelDeploymentNames = concat([chatDeployment], modelDeploymentsGiven)
+var modelDefaults = [for entry in models: contains(entry, 'default') ? entry.default : false]
+var modelNotKeyless = [for entry in models: contains(entry, 'api_key') || contains(entry, 'endpoint') || contains(entry, 'base_url') || (contains(entry, 'provider') ? ((entry.provider) != 'azure') : false)]
+var modelIdRepeated = [for (entry, i) in models: contains(take(modelIds, i + 1), entry.id)]
+var modelDefaultRepeated = [for (entry, i) in models: (contains(entry, 'default') ? entry.default : false) ? contains(take(modelDefaults, i), true) : false]
+var modelDeploymentRepeated = [for (entry, i) in models: contains(take(modelDeploymentNames, i + 1), contains(entry, 'model') ? entry.model : entry.id)]
+var modelValueWrong = [for entry in models: (contains(entry, 'api') ? (!contains(['chat', 'responses'], entry.api)) : false) || (contains(entry, 'reasoning_summary') ? (!contains(['auto', 'concise', 'detailed'], entry.reasoning_summary)) : false)]
+var modelResponsesTooOld = [for entry in models: (contains(entry, 'api') ? ((entry.api) == 'responses') : false) ? ((contains(entry, 'api_version') ? entry.api_version : openAiApiVersion) < '2025-03-01-preview') : false]
+var checkedModels = contains(modelNotKeyless, true) ? fail('MODELS on Azure holds deployments of the templates\' Azure OpenAI account, which the site calls keylessly as its identity: leave out api_key, endpoint, base_url and provider (docs/deploy.md, "Several models").') : (contains(modelIdRepeated, true) ? fail('MODELS names a model id twice, or the chat deployment\'s (AZURE_OPENAI_DEPLOYMENT), which is offered first already: give each model an id of its own.') : (contains(modelDefaultRepeated, true) ? fail('MODELS marks more than one model as the default: mark one (or none, and the chat deployment is the default).') : (contains(modelValueWrong, true) ? fail('MODELS: api is chat or responses, and reasoning_summary auto, concise or detailed (README, Models).') : (contains(modelResponsesTooOld, true) ? fail('MODELS: a model with api responses needs an api_version of 2025-03-01-preview or later (give it one, or set AZURE_OPENAI_API_VERSION).') : (((!useExistingOpenAi) && contains(modelDeploymentRepeated, true)) ? fail('MODELS: the templates create a deployment for each model on the account they create, so each needs a deployment (model, else its id) of its own, other than the chat deployment (AZURE_OPENAI_DEPLOYMENT). To offer one deployment twice, create it yourself and name the account with AZURE_OPENAI_ACCOUNT_NAME.') : models)))))
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -328,6 +356,14 @@ var developerPostgresRole = 'azd-${take(uniqueString(principalId), 8)}'
 // Named after the model unless AZURE_OPENAI_DEPLOYMENT names it: choosing another model with
 // AZURE_OPENAI_CHAT_MODEL alone gives a deployment named after that model.
 var chatDeployment = empty(chatDeploymentName) ? chatModelName : chatDeploymentName
+// The deployments MODELS asks for, which the templates create when they create the account.
+var modelDeployments = [for entry in checkedModels: {
+  name: contains(entry, 'model') ? entry.model : entry.id
+  model: contains(entry, 'model_name') ? entry.model_name : (contains(entry, 'model') ? entry.model : entry.id)
+  version: contains(entry, 'model_version') ? entry.model_version : ''
+  sku: contains(entry, 'sku') ? entry.sku : chatDeploymentSku
+  capacity: contains(entry, 'capacity') ? entry.capacity : chatDeploymentCapacity
+}]
 // No lambdas (filter, map): checkov's Bicep parser cannot read them.
 var allowedIps = empty(trim(allowedSingleIPs)) ? [] : split(replace(allowedSingleIPs, ' ', ''), ',')
 
@@ -338,6 +374,7 @@ resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
     'brook-network-mode': checkedNetworkMode
     'brook-instances': string(checkedScale)
     'brook-auth-mode': empty(checkedAuthMode) ? 'default' : checkedAuthMode
+    'brook-models': string(length(checkedModels))
   })
 }
 
@@ -449,6 +486,7 @@ module openAi 'modules/openai.bicep' = if (!useExistingOpenAi) {
     modelVersion: chatModelVersion
     deploymentSku: chatDeploymentSku
     deploymentCapacity: chatDeploymentCapacity
+    deployments: modelDeployments
   }
 }
 
@@ -581,6 +619,37 @@ var authSettings = union(
   (signedInLimitStoredConversations < 0) ? {} : { SIGNED_IN_LIMIT_STORED_CONVERSATIONS: string(signedInLimitStoredConversations) }
 )
 
+// MODELS, when models are given: the chat deployment first, then each of them, in the form
+// Brook reads (README, Models: its fields alone, so no key). No endpoint either: Brook fills it in
+// from AZURE_OPENAI_ENDPOINT, the account's (a variable's for-expression cannot hold a module
+// output). MODEL_TITLES only when titles are turned off.
+var chatModel = {
+  id: chatDeployment
+  name: chatDeployment
+  provider: 'azure'
+  model: chatDeployment
+  api: 'chat'
+  api_version: openAiApiVersion
+  reasoning_summary: null
+  temperature: true
+  default: false
+}
+var pickedModels = [for entry in checkedModels: {
+  id: entry.id
+  name: contains(entry, 'name') ? entry.name : entry.id
+  provider: 'azure'
+  model: contains(entry, 'model') ? entry.model : entry.id
+  api: contains(entry, 'api') ? entry.api : 'chat'
+  api_version: contains(entry, 'api_version') ? entry.api_version : openAiApiVersion
+  reasoning_summary: contains(entry, 'reasoning_summary') ? entry.reasoning_summary : null
+  temperature: contains(entry, 'temperature') ? entry.temperature : true
+  default: contains(entry, 'default') ? entry.default : false
+}]
+var modelSettings = union(
+  empty(checkedModels) ? {} : { MODELS: string(concat([chatModel], pickedModels)) },
+  modelTitles ? {} : { MODEL_TITLES: 'false' }
+)
+
 module web 'modules/appservice.bicep' = {
   name: 'web'
   scope: rg
@@ -597,7 +666,7 @@ module web 'modules/appservice.bicep' = {
     startupCommand: startupCommand
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
     virtualNetworkSubnetId: privateNetwork ? network!.outputs.webSubnetId : ''
-    appSettings: union(appSettings, secretSettings, redisSettings, authSettings)
+    appSettings: union(appSettings, secretSettings, redisSettings, authSettings, modelSettings)
   }
 }
 

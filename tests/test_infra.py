@@ -109,6 +109,14 @@ SET_BY_BICEP = {
     "SIGNED_IN_LIMIT_TOKENS_PER_DAY": SIGNED_IN + "signedInLimitTokensPerDay)",
     "SIGNED_IN_LIMIT_CONVERSATIONS_PER_DAY": SIGNED_IN + "signedInLimitConversationsPerDay)",
     "SIGNED_IN_LIMIT_STORED_CONVERSATIONS": SIGNED_IN + "signedInLimitStoredConversations)",
+    # Models: an operator's choice that a portal setting would lose at the next provision.
+    "MODELS": "only when given (parameter models, azd variable MODELS, a JSON list): the chat "
+              "deployment first, then each model given, all deployments of the account the "
+              "templates create or name, which the templates create on an account they create; "
+              "no key or endpoint (keyless as the site's identity, at AZURE_OPENAI_ENDPOINT); "
+              "main.bicep refuses what Brook would refuse at start",
+    "MODEL_TITLES": "only when titles are turned off (parameter modelTitles, default true: "
+                    "Brook's own default)",
 }
 # Each sign-in setting (authSettings in main.bicep): its parameter, what an operator may give
 # (azd env set <the setting's own name> ...), and the setting's value then. Unset (the
@@ -131,8 +139,32 @@ AUTH_SETTINGS: dict[str, tuple[str, Any, str]] = {
     "SIGNED_IN_LIMIT_CONVERSATIONS_PER_DAY": ("signedInLimitConversationsPerDay", 500, "500"),
     "SIGNED_IN_LIMIT_STORED_CONVERSATIONS": ("signedInLimitStoredConversations", 5000, "5000"),
 }
+# Each model setting (modelSettings in main.bicep), as AUTH_SETTINGS: its parameter, what an
+# operator may give, and the setting's value then (JSON in the form Brook reads, README, Models).
+GIVEN_MODELS = [
+    {"id": "o4-mini", "name": "o4-mini (reasons)", "api": "responses",
+     "api_version": "2025-04-01-preview", "reasoning_summary": "auto", "temperature": False,
+     "model_version": "2025-04-16", "capacity": 10},
+    {"id": "gpt-4.1", "default": True, "model": "gpt-41", "model_name": "gpt-4.1",
+     "model_version": "2025-04-14", "sku": "DataZoneStandard"},
+]
+PICKED_MODELS = [
+    {"id": "gpt-4.1-mini", "name": "gpt-4.1-mini", "provider": "azure", "model": "gpt-4.1-mini",
+     "api": "chat", "api_version": "2024-10-21", "reasoning_summary": None, "temperature": True,
+     "default": False},
+    {"id": "o4-mini", "name": "o4-mini (reasons)", "provider": "azure", "model": "o4-mini",
+     "api": "responses", "api_version": "2025-04-01-preview", "reasoning_summary": "auto",
+     "temperature": False, "default": False},
+    {"id": "gpt-4.1", "name": "gpt-4.1", "provider": "azure", "model": "gpt-41", "api": "chat",
+     "api_version": "2024-10-21", "reasoning_summary": None, "temperature": True,
+     "default": True},
+]
+MODEL_SETTINGS: dict[str, tuple[str, Any, str]] = {
+    "MODELS": ("models", GIVEN_MODELS, json.dumps(PICKED_MODELS, separators=(",", ":"))),
+    "MODEL_TITLES": ("modelTitles", False, "false"),
+}
 # ... of which these are set only when a parameter asks for them.
-CONDITIONAL = {"REDIS_URL"} | set(AUTH_SETTINGS)
+CONDITIONAL = {"REDIS_URL"} | set(AUTH_SETTINGS) | set(MODEL_SETTINGS)
 # ... and these carry secrets (from a @secure() parameter or listKeys()), so the site gets Key
 # Vault references to them (DATABASE_URL only when it holds a password).
 SECRET = {"DATABASE_URL", "SECRET_KEY", "REDIS_URL", "OIDC_CLIENT_SECRET"}
@@ -323,7 +355,10 @@ class Failed(Exception):
 class Evaluator:
     """Evaluates the (fully parenthesized) expressions the structure tests need: pycep has no
     operator precedence, which is why main.bicep parenthesizes every guard. Anything else stays
-    symbolic: a parameter without a default is its name, other expressions their text."""
+    symbolic: a parameter without a default is its name, other expressions their text.
+    For-expressions are evaluated with their item (and index) bound by name, and `a.b` reads
+    b from a where a is an object; pycep keeps no quotes, so a string literal that is also the
+    name of a parameter, variable or loop item is read as that (the templates avoid them)."""
 
     COMPARISONS: ClassVar[dict[str, Callable[[Any, Any], bool]]] = {
         "equals": operator.eq, "not_equals": operator.ne, "greater_than": operator.gt,
@@ -331,7 +366,8 @@ class Evaluator:
         "less_than_or_equals": operator.le,
     }
     FUNCTIONS: ClassVar[frozenset[str]] = frozenset({"fail", "empty", "contains", "string",
-                                                      "union", "concat", "starts_with"})
+                                                      "union", "concat", "starts_with",
+                                                      "length", "take"})
 
     def __init__(self, template: dict[str, Any], **values: Any) -> None:
         self.template, self.values = template, values
@@ -355,6 +391,8 @@ class Evaluator:
             return [self(item) for item in node]
         if not isinstance(node, dict):
             return node
+        if "loop_type" in node:  # [for item in array: ...] or [for (item, i) in array: ...]
+            return self.loop(node["loop_type"]["detail"], node["config"])
         if "operator" in node:
             return self.operation(node["operator"]["type"], node["operator"]["operands"])
         if "function" in node:
@@ -362,7 +400,34 @@ class Evaluator:
             return self.function(kind, parameters) if kind in self.FUNCTIONS else expr(node)
         return {key: self(value) for key, value in node.items()}
 
+    def loop(self, detail: dict[str, Any], body: Any) -> list[Any]:
+        items = self(detail["array_name"])
+        assert isinstance(items, list), (detail, items)
+        evaluated = []
+        for index, item in enumerate(items):
+            bound = {detail["item_name"]: item}
+            if "index_name" in detail:
+                bound[detail["index_name"]] = index
+            evaluated.append(Evaluator(self.template, **(self.values | bound))(body))
+        return evaluated
+
+    def property(self, operands: dict[str, Any]) -> Any:
+        """`a.b.c` where a is an object (a loop item, a variable): its property; else (a
+        module's outputs, a resource's properties) the expression's text."""
+        value = self(operands["operand_1"])
+        path = operands["operand_2"]
+        while isinstance(value, dict):
+            if isinstance(path, str):
+                assert path in value, f"no property {path} in {value}"
+                return value[path]
+            inner = path["operator"]
+            assert inner["type"] == "property_accessor", path
+            value, path = value.get(inner["operands"]["operand_1"]), inner["operands"]["operand_2"]
+        return expr({"operator": {"type": "property_accessor", "operands": operands}})
+
     def operation(self, kind: str, operands: dict[str, Any]) -> Any:
+        if kind == "property_accessor":
+            return self.property(operands)
         if kind == "conditional":
             chosen = "true_value" if self(operands["condition"]) else "false_value"
             return self(operands[chosen])
@@ -375,6 +440,8 @@ class Evaluator:
             return self(first) and self(second)
         if kind == "or":
             return self(first) or self(second)
+        if kind == "add":
+            return self(first) + self(second)
         if kind not in self.COMPARISONS:
             return expr({"operator": {"type": kind, "operands": operands}})  # stays symbolic
         return self.COMPARISONS[kind](self(first), self(second))
@@ -396,8 +463,15 @@ class Evaluator:
             return not self(parameters["item_to_test"])
         if kind == "contains":
             return self(parameters["item_to_find"]) in self(parameters["container"])
-        if kind == "string":
-            return str(self(parameters["value_to_convert"]))
+        if kind == "string":  # ARM writes an object or array as JSON, the rest as text
+            value = self(parameters["value_to_convert"])
+            if isinstance(value, (dict, list)):
+                return json.dumps(value, separators=(",", ":"))
+            return str(value)
+        if kind == "length":
+            return len(self(parameters["arg_1"]))
+        if kind == "take":
+            return self(parameters["original_value"])[:self(parameters["number_to_take"])]
         if kind == "starts_with":
             searched = self(parameters["string_to_search"])
             return str(searched).startswith(str(self(parameters["string_to_find"])))
@@ -540,10 +614,16 @@ def read_yaml(path: Path) -> dict[str, Any]:
 # The first azd release whose Bicep has each feature main.bicep relies on (azd's CHANGELOG:
 # 1.12.0 updated the Bicep CLI to v0.33.93, the first with fail()).
 AZD_FOR = {"fail(": (1, 12, 0)}
+# The first azd that reads an array or object parameter's `${VARIABLE}` in main.parameters.json
+# as JSON (azd's CHANGELOG, 1.23.4: "Fix environment variable substitution for array and object
+# Bicep parameters"); an older one passes the text on, which ARM refuses for an array, or
+# breaks the parameters file's JSON on the value's quotes.
+AZD_FOR_JSON_PARAMETERS = (1, 23, 4)
 
 
 def test_azure_yaml_asks_for_an_azd_whose_bicep_compiles_the_templates() -> None:
-    """An older azd installs an older Bicep, which rejects fail() with an unhelpful error."""
+    """An older azd installs an older Bicep, which rejects fail() with an unhelpful error, or
+    cannot hand a JSON list from the environment to an array parameter (models)."""
     wanted = read_yaml(ROOT / "azure.yaml")["requiredVersions"]["azd"]
     match = re.fullmatch(r">=\s*(\d+)\.(\d+)\.(\d+)", wanted)
     assert match, wanted
@@ -552,6 +632,12 @@ def test_azure_yaml_asks_for_an_azd_whose_bicep_compiles_the_templates() -> None
     for feature, first in AZD_FOR.items():
         if feature in bicep:
             assert floor >= first, (feature, wanted)
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    from_json = [name for name, declared in main()["parameters"].items()
+                 if declared["type"] in ("array", "object")
+                 and "${" in str(parameters[name]["value"])]
+    assert from_json == ["models"]
+    assert floor >= AZD_FOR_JSON_PARAMETERS, wanted
 
 
 def test_the_azd_environment_is_not_committed() -> None:
@@ -659,7 +745,7 @@ def test_no_secret_parameter_has_a_default() -> None:
 def app_settings() -> dict[str, tuple[Any, str]]:
     """Every app setting the Bicep may give App Service: name -> (value, the main.bicep
     variable that sets it: appSettings, secretSettings, redisSettings when Redis is on, or
-    authSettings when its parameter is given)."""
+    authSettings or modelSettings when its parameter is given)."""
     settings: dict[str, tuple[Any, str]] = {}
     variables = main()["variables"]
     redis = variables["redisSettings"]["value"]["operator"]["operands"]
@@ -668,7 +754,8 @@ def app_settings() -> dict[str, tuple[Any, str]]:
     sources = [(variables["appSettings"]["value"], "appSettings"),
                (variables["secretSettings"]["value"], "secretSettings"),
                (redis["true_value"], "redisSettings"),
-               ({name: value for name, (_, value) in auth_settings().items()}, "authSettings")]
+               ({name: value for name, (_, value) in auth_settings().items()}, "authSettings"),
+               ({name: value for name, (_, value) in model_settings().items()}, "modelSettings")]
     for values, where in sources:
         for name, value in values.items():
             assert name not in settings, f"{name} is set twice"
@@ -679,7 +766,16 @@ def app_settings() -> dict[str, tuple[Any, str]]:
 def auth_settings() -> dict[str, tuple[Any, Any]]:
     """main.bicep's authSettings: name -> (the condition under which it is NOT set, its value).
     A union of `<unset> ? {} : { NAME: value }`, one setting each."""
-    union = main()["variables"]["authSettings"]["value"]["function"]
+    return settings_given("authSettings")
+
+
+def model_settings() -> dict[str, tuple[Any, Any]]:
+    """main.bicep's modelSettings, as auth_settings()."""
+    return settings_given("modelSettings")
+
+
+def settings_given(variable: str) -> dict[str, tuple[Any, Any]]:
+    union = main()["variables"][variable]["value"]["function"]
     assert union["type"] == "union"
     found: dict[str, tuple[Any, Any]] = {}
     for part in union["parameters"].values():
@@ -725,6 +821,9 @@ DEPLOYMENT_MODES: dict[str, dict[str, Any]] = {
         "appServiceSku": "B1", "authMode": "oidc",
         **{parameter: given for parameter, given, _ in AUTH_SETTINGS.values()
            if parameter != "authMode"}},
+    "B1, several models, no model titles": {
+        "appServiceSku": "B1",
+        **{parameter: given for parameter, given, _ in MODEL_SETTINGS.values()}},
 }
 
 
@@ -871,6 +970,14 @@ def test_the_settings_each_mode_deploys_are_accepted_by_brook(mode: str,
                 settings.signed_in_limit_tokens_per_day) == (30, 0)
     else:  # the same as everyone's
         assert settings.signed_in_limit_tokens_per_day is None
+    # Models: the chat deployment alone, or it and those given; each on the account, keyless.
+    specs = settings.model_specs
+    assert [spec.id for spec in specs] == (["gpt-4.1", "gpt-4.1-mini", "o4-mini"] if "models"
+                                           in given else ["gpt-4.1-mini"])  # the default first
+    assert {spec.provider for spec in specs} == {"azure"}
+    assert {spec.endpoint for spec in specs} == {DEPLOYED["openAiAccess.outputs.endpoint"]}
+    assert {spec.api_key for spec in specs} == {None}
+    assert settings.model_titles is given.get("modelTitles", True)
 
 
 def test_every_variable_brook_reads_has_a_production_decision() -> None:
@@ -886,8 +993,8 @@ def test_app_service_gets_exactly_the_production_settings() -> None:
     settings = app_settings()
     assert set(settings) == set(SET_BY_BICEP) | set(PLATFORM)
     where = {name: source for name, (_, source) in settings.items()}
-    assert {n for n, w in where.items() if w in ("redisSettings", "authSettings")} == \
-        CONDITIONAL
+    assert {n for n, w in where.items()
+            if w in ("redisSettings", "authSettings", "modelSettings")} == CONDITIONAL
     # The secrets are exactly the settings that are (or may be) Key Vault references, and
     # none is among the plain appSettings.
     references = {name for name, (value, _) in settings.items()
@@ -895,10 +1002,11 @@ def test_app_service_gets_exactly_the_production_settings() -> None:
     assert references == SECRET
     assert {n for n, w in where.items() if w == "secretSettings"} <= SECRET
     assert not {n for n, w in where.items() if w == "appSettings"} & (SECRET | CONDITIONAL)
-    # The four are the site's settings, whole.
+    # The five are the site's settings, whole.
     assert body(main()["modules"]["web"])["params"]["appSettings"] == {"function": {
         "type": "union", "parameters": {"arg_1": "appSettings", "arg_2": "secretSettings",
-                                        "arg_3": "redisSettings", "arg_4": "authSettings"}}}
+                                        "arg_3": "redisSettings", "arg_4": "authSettings",
+                                        "arg_5": "modelSettings"}}}
     web = module("appservice")
     settings_resource = [body(r) for r in resources(web, "Microsoft.Web/sites/config").values()
                          if body(r)["name"] == "appsettings"]
@@ -1486,13 +1594,202 @@ def test_oidc_without_what_brook_needs_fails_before_anything_is_created(
     assert auth_settings()["AUTH_MODE"][1] == "checkedAuthMode"
 
 
+# ----------------------------------------------------------------------------------------------
+# Several models (MODELS) and model-written titles (MODEL_TITLES)
+# ----------------------------------------------------------------------------------------------
+
+DEPLOYMENT_TYPE = "Microsoft.CognitiveServices/accounts/deployments"
+
+
+def test_models_and_titles_are_parameters_read_from_the_azd_environment() -> None:
+    """`azd env set MODELS '[...]'` and `azd env set MODEL_TITLES false` work as docs/deploy.md
+    says, survive the next provision, and reach the deploy workflow."""
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    pipeline = read_yaml(ROOT / "azure.yaml")["pipeline"]
+    workflow = (WORKFLOWS / "azure-dev.yml").read_text()
+    declared = main()["parameters"]
+    assert declared["models"]["type"] == "array"
+    assert Evaluator(main())(declared["models"]["default"]) == []
+    assert declared["modelTitles"]["type"] == "bool"
+    assert declared["modelTitles"]["default"] is True is brook_default("MODEL_TITLES")
+    # Unset, or empty as the workflow passes a variable GitHub does not have: [] (azd's
+    # substitution takes the default for an empty value too), so no MODELS setting.
+    assert parameters["models"]["value"] == "${MODELS=[]}"
+    assert parameters["modelTitles"]["value"] == "${MODEL_TITLES=true}"
+    for setting, (parameter, _, _) in MODEL_SETTINGS.items():
+        description = decorators(parameter)["description"]
+        assert description.startswith(f"{setting}: "), parameter
+        assert not is_secure(main(), parameter), parameter
+        assert setting in pipeline["variables"], setting
+        assert f"{setting}: ${{{{ vars.{setting} }}}}" in workflow, setting
+    # Each field an entry may have is described, and no key is offered.
+    description = decorators("models")["description"]
+    for field in ("id", "name", "model", "api", "api_version", "reasoning_summary",
+                  "temperature", "default", "model_name", "model_version", "sku", "capacity",
+                  "2025-03-01-preview"):
+        assert re.search(rf"\b{field}\b", description), field
+    assert "No keys" in description
+
+
+def test_models_and_titles_are_set_only_when_given() -> None:
+    settings = app_settings()
+    assert {n for n, (_, where) in settings.items() if where == "modelSettings"} == \
+        set(MODEL_SETTINGS)
+    # A default deployment sets neither: Brook offers the one chat deployment, titles on.
+    default = deployed_settings({})
+    assert not set(default) & set(MODEL_SETTINGS)
+    assert deployed_settings({"modelTitles": True, "models": []}) == default
+    # Each given alone adds itself, with the value given, and nothing else.
+    for setting, (parameter, given, expected) in MODEL_SETTINGS.items():
+        deployed = deployed_settings({parameter: given})
+        assert set(deployed) - set(default) == {setting}, setting
+        assert deployed[setting] == expected, setting
+    # MODELS is the chat deployment (whatever it is named, on the API version given), then the
+    # models given with Brook's defaults filled in: Brook's fields alone, no key, no endpoint.
+    models = json.loads(deployed_settings({
+        "models": [{"id": "o3", "api": "responses"}], "chatDeploymentName": "chat",
+        "openAiApiVersion": "2025-04-01-preview"})["MODELS"])
+    assert models == [
+        {"id": "chat", "name": "chat", "provider": "azure", "model": "chat", "api": "chat",
+         "api_version": "2025-04-01-preview", "reasoning_summary": None, "temperature": True,
+         "default": False},
+        {"id": "o3", "name": "o3", "provider": "azure", "model": "o3", "api": "responses",
+         "api_version": "2025-04-01-preview", "reasoning_summary": None, "temperature": True,
+         "default": False}]
+    from brook.config import ModelSpec
+
+    for model in models + PICKED_MODELS:
+        assert set(model) <= set(ModelSpec.model_fields) - {"api_key", "endpoint", "base_url"}
+        ModelSpec.model_validate(model)
+
+
+def test_models_hold_no_secret_and_are_called_as_the_sites_identity() -> None:
+    """MODELS is a plain app setting: it names deployments, never a key. The guard refuses an
+    entry with a key (or another endpoint or provider, which the site's identity has no role
+    on), and nothing secure reaches modelSettings."""
+    for entry in ({"id": "a", "api_key": "k3y"}, {"id": "a", "endpoint": "https://x.example/"},
+                  {"id": "a", "base_url": "https://x.example/v1"},
+                  {"id": "a", "provider": "openai"}):
+        with pytest.raises(Failed, match="keylessly as its identity"):
+            deployed_settings({"models": [entry]})
+    secure = {name for name in main()["parameters"] if is_secure(main(), name)}
+    for text in used_by(main()["variables"]["modelSettings"]["value"], main()):
+        assert not set(re.findall(r"\w+", text)) & secure, text
+    # Keyless means a role on the account: the one the site's identity has, where every model
+    # is a deployment (Brook fills in each model's endpoint from AZURE_OPENAI_ENDPOINT).
+    settings = deployed_settings({"models": GIVEN_MODELS})
+    assert "AZURE_OPENAI_API_KEY" not in settings
+    assert settings["AZURE_OPENAI_ENDPOINT"] == DEPLOYED["openAiAccess.outputs.endpoint"]
+    assert "endpoint" not in settings["MODELS"]
+    assert "key" not in settings["MODELS"]
+
+
+@pytest.mark.parametrize(("models", "given", "refused"), [
+    ([{"id": "a"}, {"id": "a", "model": "b"}], {}, "names a model id twice"),
+    ([{"id": "gpt-4.1-mini", "model": "other"}], {}, "names a model id twice"),
+    ([{"id": "a", "default": True}, {"id": "b", "default": True}], {}, "more than one"),
+    ([{"id": "a", "default": False}, {"id": "b", "default": True}], {}, None),
+    ([{"id": "a", "api": "completions"}], {}, "api is chat or responses"),
+    ([{"id": "a", "reasoning_summary": "full"}], {}, "reasoning_summary auto, concise"),
+    ([{"id": "a", "api": "responses"}], {}, "2025-03-01-preview or later"),
+    ([{"id": "a", "api": "responses", "api_version": "2024-12-01-preview"}], {},
+     "2025-03-01-preview or later"),
+    ([{"id": "a", "api": "responses", "api_version": "2025-03-01-preview"}], {}, None),
+    ([{"id": "a", "api": "responses"}], {"openAiApiVersion": "2025-04-01-preview"}, None),
+    ([{"id": "a", "provider": "azure", "reasoning_summary": "auto"}], {}, None),
+    ([{"id": "a", "model": "d"}, {"id": "b", "model": "d"}], {}, "of its own"),
+    ([{"id": "a", "model": "gpt-4.1-mini"}], {}, "of its own"),
+    # With an existing account nothing is created: one deployment may be offered twice.
+    ([{"id": "a", "model": "d"}, {"id": "b", "model": "d"}],
+     {"openAiAccountName": "oai-shared"}, None),
+    ([{"id": "a", "model": "gpt-4.1-mini", "api": "responses",
+       "api_version": "2025-04-01-preview"}], {"openAiAccountName": "oai-shared"}, None),
+    (GIVEN_MODELS, {}, None),
+], ids=["id twice", "the chat deployment's id", "two defaults", "one default", "another api",
+        "another summary", "responses on the default api version",
+        "responses on an older api version", "responses on 2025-03-01-preview",
+        "responses on a newer AZURE_OPENAI_API_VERSION", "provider azure",
+        "one deployment twice", "the chat deployment again",
+        "one deployment twice, existing account", "the chat deployment again, existing account",
+        "several"])
+def test_models_brook_would_refuse_fail_before_anything_is_created(
+        models: list[dict[str, Any]], given: dict[str, Any], refused: str | None,
+        tmp_path: Path) -> None:
+    """As Brook would refuse to start (config's _models_are_coherent, ModelSpec), and as the
+    deployments could not be created, so does the deployment, at preflight: the guard is in the
+    resource group's tags. What it lets through, Brook starts with."""
+    from brook.config import load_settings
+
+    rg = body(only(main(), "Microsoft.Resources/resourceGroups"))
+    assert "checkedModels" in strings(rg["tags"])
+    evaluate = Evaluator(main(), models=models, **given)
+    if refused:
+        with pytest.raises(Failed, match=re.escape(refused)):
+            evaluate(rg["tags"])
+        with pytest.raises(Failed):
+            deployed_settings({"models": models, **given})
+        return
+    assert evaluate(rg["tags"])["'brook-models'"] == str(len(models))
+    settings = load_settings(resolved_settings({"models": models, **given}), tmp_path)
+    assert len(settings.model_specs) == len(models) + 1
+    # The default: the one marked, else the chat deployment.
+    marked = [entry["id"] for entry in models if entry.get("default")]
+    assert settings.model_specs[0].id == (marked[0] if marked else "gpt-4.1-mini")
+
+
+def test_the_templates_create_the_models_deployments_on_the_account_they_create() -> None:
+    """Each model given is a deployment of its own on the new account, created one at a time
+    after the chat deployment (an account takes one deployment change at a time); with an
+    existing account (AZURE_OPENAI_ACCOUNT_NAME) the deployments must exist and none is made."""
+    openai = module("openai")
+    declared = resources(openai, DEPLOYMENT_TYPE)["modelDeployments"]
+    assert {"type": "batchSize", "argument": 1} in declared["decorators"]
+    config = body(declared)
+    assert (config["parent"], config["dependsOn"]) == ("account", ["chatDeployment"])
+    # main.bicep hands the module the deployments of the guarded models, and only creates it
+    # (the account) when no existing account is named.
+    assert body(main()["modules"]["openAi"])["params"]["deployments"] == "modelDeployments"
+    assert main()["variables"]["modelDeployments"]["value"]["loop_type"]["detail"][
+        "array_name"] == "checkedModels"
+    assert main()["modules"]["openAi"]["config"]["condition"] == {
+        "operator": {"type": "not", "operands": {"bool_value": "useExistingOpenAi"}}}
+    assert config["properties"]["versionUpgradeOption"] == "OnceCurrentVersionExpired"
+
+    def created(**mode: Any) -> list[dict[str, Any]]:
+        evaluate = deployment(mode)
+        if not evaluate(main()["modules"]["openAi"]["config"]["condition"]):
+            return []
+        made: list[dict[str, Any]] = module_evaluator("openAi", evaluate)(declared["config"])
+        return [{"name": d["name"], "sku": d["sku"], "model": d["properties"]["model"]}
+                for d in made]
+
+    assert created() == []
+    assert created(models=GIVEN_MODELS) == [
+        {"name": "o4-mini", "sku": {"name": "GlobalStandard", "capacity": 10},
+         "model": {"format": "OpenAI", "name": "o4-mini", "version": "2025-04-16"}},
+        {"name": "gpt-41", "sku": {"name": "DataZoneStandard", "capacity": 30},
+         "model": {"format": "OpenAI", "name": "gpt-4.1", "version": "2025-04-14"}},
+    ]
+    # Without a version, the model's default version; sku and capacity the chat deployment's.
+    assert created(models=[{"id": "o3"}], chatDeploymentSku="Standard",
+                   chatDeploymentCapacity=5) == [
+        {"name": "o3", "sku": {"name": "Standard", "capacity": 5},
+         "model": {"format": "OpenAI", "name": "o3"}}]
+    assert created(models=GIVEN_MODELS, openAiAccountName="oai-shared") == []
+    # Every model Brook is given is a deployment there: the chat one or one created.
+    picked = json.loads(deployed_settings({"models": GIVEN_MODELS})["MODELS"])
+    assert {model["model"] for model in picked} == \
+        {"gpt-4.1-mini"} | {d["name"] for d in created(models=GIVEN_MODELS)}
+
+
 def test_keyless_azure_openai() -> None:
     openai = module("openai")
     account = body(only(openai, "Microsoft.CognitiveServices/accounts"))
     assert account["properties"]["disableLocalAuth"] is True
     assert account["properties"]["customSubDomainName"] == "name"  # Entra needs a subdomain
-    deployment = body(only(openai, "Microsoft.CognitiveServices/accounts/deployments"))
-    assert deployment["properties"]["model"]["format"] == "OpenAI"
+    deployments = resources(openai, "Microsoft.CognitiveServices/accounts/deployments")
+    assert set(deployments) == {"chatDeployment", "modelDeployments"}  # see test_models_...
+    assert body(deployments["chatDeployment"])["properties"]["model"]["format"] == "OpenAI"
     access = module("openai-access")
     role = body(only(access, "Microsoft.Authorization/roleAssignments"))
     assert access["variables"]["openAiUserRoleId"]["value"] == \
@@ -1739,7 +2036,7 @@ def test_workflows() -> None:
         assert name in deploy, f"{name} is not passed to azd in azure-dev.yml"
 
 
-def test_deploy_docs() -> None:
+def test_deploy_docs(tmp_path: Path) -> None:
     docs = (ROOT / "docs" / "deploy.md").read_text()
     for needed in (
         "azd up", "azd down", "F1", "B1", "networkMode", "vnet", "estimate",
@@ -1765,6 +2062,11 @@ def test_deploy_docs() -> None:
         "azd env set OIDC_CLIENT_SECRET", "AUTH_ALLOWED_EMAILS", "AUTH_ALLOWED_DOMAINS",
         "ADMIN_EMAILS", "https://<site>/auth/callback", "oidc-client-secret",
         "### Sign-in with App Service Authentication",
+        # Several models: the azd variable, what it creates, the Responses API's version, the
+        # regions, and titles.
+        "## Several models", "azd env set MODELS '[", "model_version", "capacity",
+        "2025-03-01-preview", "az cognitiveservices model list", "AZURE_OPENAI_ACCOUNT_NAME",
+        "azd env set MODEL_TITLES false", "1.23.4",
     ):
         assert needed in docs, needed
     assert "databaseNames" not in docs
@@ -1778,3 +2080,10 @@ def test_deploy_docs() -> None:
     # Every output an operator is told to read exists.
     for name in re.findall(r"azd env get-value (\w+)", docs):
         assert name in main()["outputs"], name
+    # The MODELS it shows is one the templates take and Brook starts with.
+    from brook.config import load_settings
+
+    (shown,) = re.findall(r"^azd env set MODELS '(.*)'$", docs, re.MULTILINE)
+    models = json.loads(shown)
+    settings = load_settings(resolved_settings({"models": models}), tmp_path)
+    assert [spec.id for spec in settings.model_specs] == ["gpt-4.1", "gpt-4.1-mini", "o4-mini"]

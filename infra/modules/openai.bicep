@@ -1,4 +1,5 @@
-// An Azure OpenAI account with one chat model deployment. Key authentication is off
+// An Azure OpenAI account with its chat model deployment, and the deployments of the more models
+// people may pick (MODELS) when there are any. Key authentication is off
 // (disableLocalAuth): callers sign in with Microsoft Entra ID, and the web app's identity gets
 // the "Cognitive Services OpenAI User" role in openai-access.bicep.
 
@@ -26,6 +27,9 @@ param deploymentSku string
 @description('Capacity in thousands of tokens per minute; limited by your quota for the model and region.')
 @minValue(1)
 param deploymentCapacity int
+
+@description('More deployments, for the models people may pick next to the chat one (main.bicep\'s models): [{ name, model, version (empty: the model\'s default version), sku, capacity }]. Created one at a time, after the chat deployment: an account takes one deployment change at a time.')
+param deployments array = []
 
 resource account 'Microsoft.CognitiveServices/accounts@2024-10-01' = {
   name: name
@@ -64,6 +68,28 @@ resource chatDeployment 'Microsoft.CognitiveServices/accounts/deployments@2024-1
     versionUpgradeOption: 'OnceCurrentVersionExpired'
   }
 }
+
+@batchSize(1)
+resource modelDeployments 'Microsoft.CognitiveServices/accounts/deployments@2024-10-01' = [for extra in deployments: {
+  parent: account
+  name: extra.name
+  sku: {
+    name: extra.sku
+    capacity: extra.capacity
+  }
+  properties: {
+    model: union({
+      format: 'OpenAI'
+      name: extra.model
+    }, empty(extra.version) ? {} : {
+      version: extra.version
+    })
+    versionUpgradeOption: 'OnceCurrentVersionExpired'
+  }
+  dependsOn: [
+    chatDeployment
+  ]
+}]
 
 output name string = account.name
 output endpoint string = account.properties.endpoint
