@@ -24,7 +24,6 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ..chat.service import BrookExport, ChatGPTExport
 from ..models import Status
 
 # Whitespace as Python's str.split() and str.strip() see it, spelled out: JSON Schema's `\s`
@@ -431,6 +430,53 @@ class ListQuery(Model):
     limit: int = Field(100, ge=1, le=500, description="How many conversations at most.")
 
 
+SEARCH_QUERY_MAX = 200
+
+
+def _search_words(value: str) -> str:
+    _no_nul(value, "query")
+    return value
+
+
+class SearchQuery(Model):
+    q: Annotated[str, AfterValidator(_search_words)] = Field(
+        min_length=1, max_length=SEARCH_QUERY_MAX, json_schema_extra={"not": {"pattern": r"\x00"}},
+        description="Plain words (no query syntax: quotes, `*`, `-`, `:`, `OR` are words or "
+                    "separators), each matching the start of a word, case and accents aside; "
+                    "every word must match. No U+0000.")
+    limit: int = Field(20, ge=1, le=50, description="How many results at most.")
+
+
+class Highlight(Model):
+    start: int = Field(ge=0, description="Where a matched word starts in `snippet`.")
+    end: int = Field(ge=0, description="Where it ends (exclusive).")
+
+
+class SearchHit(Model):
+    conversation_id: uuid.UUID
+    title: str = Field(description="The conversation's title (plain text).")
+    message_id: uuid.UUID | None = Field(description="The message that matched, to jump to; "
+                                                     "null where the title matched.")
+    role: Literal["user", "assistant"] | None = Field(description="The message's; null for "
+                                                                  "a title.")
+    snippet: str = Field(description="Plain text (never HTML) around the best match: the "
+                                     "title, or about 160 characters of the message, with "
+                                     "\"…\" where it is cut.")
+    highlights: list[Highlight] = Field(description="The matched words in `snippet`, in "
+                                                    "order: offsets in Unicode code points.")
+    rank: float = Field(description="Higher is a better match; comparable within one "
+                                    "response only.")
+    created_at: Timestamp = Field(description="When the message was written; for a title, "
+                                              "the conversation's latest activity.")
+
+
+class SearchResults(Model):
+    """Matches among the owner's conversations, best first. Messages are found once stored
+    final: an answer still being written is found when it ends."""
+
+    results: list[SearchHit]
+
+
 class UsageQuery(Model):
     days: int = Field(7, ge=1, le=90, description="How many days back, today included (UTC).")
 
@@ -454,28 +500,3 @@ class UsageByOwner(Model):
 class StreamQuery(Model):
     after: int | None = Field(None, ge=0, description="Resume after this event id (the "
                                                       "Last-Event-ID header wins).")
-
-
-# -- export and import (api/transfer.py) --------------------------------------------------------
-# Brook's document (BrookExport) and ChatGPT's (ChatGPTExport) are chat's: chat/transfer.py
-# writes the one and reads both.
-
-class ExportQuery(Model):
-    format: Literal["json", "markdown"] = Field(
-        "json", description="`json`: Brook's document, which the import takes back; "
-                            "`markdown`: a transcript to read.")
-
-
-class ImportBody(RootModel[BrookExport | ChatGPTExport]):
-    """The file's content, as it is: Brook's JSON export (an object), or ChatGPT's
-    `conversations.json` (a list), up to 20 MB."""
-
-
-class Imported(Model):
-    """What an import made: every conversation of the file that had something to import."""
-
-    imported: int = Field(ge=1, description="How many conversations were made.")
-    skipped: int = Field(ge=0, description="The file's conversations with nothing to import "
-                                           "(ChatGPT's with no text on their shown branch).")
-    conversations: list[Conversation] = Field(description="The new conversations, in the "
-                                                          "file's order.")

@@ -16,7 +16,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # Plain ADD/DROP COLUMN, which SQLite does in place: a batch that copied the table would
-# drop the search triggers on it.
+# drop the search triggers (0005) on it.
 
 
 def upgrade() -> None:

@@ -13,11 +13,11 @@ import { toggleUsage } from "./messages.js";
 import { refreshList } from "./refresh.js";
 import { Follower } from "./scroll.js";
 import { Settings } from "./settings.js";
+import { Search } from "./search.js";
 import { Sidebar } from "./sidebar.js";
 import {
   els, hashId, MAX_CHARS, onBroadcast, plainUrl, showNotice, state, ui,
 } from "./state.js";
-import { ExportMenu, Importer } from "./transfer.js";
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -63,19 +63,13 @@ ui.sidebar = new Sidebar({
   remove: removeConversation,
 });
 
-ui.settings = new Settings();
-ui.settings.load();
-
-ui.exportMenu = new ExportMenu({
-  menu: $("#export-menu"),
-  toggle: $("#export-toggle"),
-  list: $("#export-options"),
-});
-
-ui.importer = new Importer({
-  button: $("#import-button"),
-  input: $("#import-file"),
-  status: $("#import-status"),
+ui.search = new Search({
+  input: $("#search-input"),
+  panel: $("#search-panel"),
+  list: $("#search-results"),
+  status: $("#search-status"),
+  history: $("nav.history"),
+  key: $(".search-key"),
 });
 
 ui.settings = new Settings();
