@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ..chat.service import BrookExport, ChatGPTExport
 from ..models import Status
 
 # Whitespace as Python's str.split() and str.strip() see it, spelled out: JSON Schema's `\s`
@@ -500,3 +501,28 @@ class UsageByOwner(Model):
 class StreamQuery(Model):
     after: int | None = Field(None, ge=0, description="Resume after this event id (the "
                                                       "Last-Event-ID header wins).")
+
+
+# -- export and import (api/transfer.py) --------------------------------------------------------
+# Brook's document (BrookExport) and ChatGPT's (ChatGPTExport) are chat's: chat/transfer.py
+# writes the one and reads both.
+
+class ExportQuery(Model):
+    format: Literal["json", "markdown"] = Field(
+        "json", description="`json`: Brook's document, which the import takes back; "
+                            "`markdown`: a transcript to read.")
+
+
+class ImportBody(RootModel[BrookExport | ChatGPTExport]):
+    """The file's content, as it is: Brook's JSON export (an object), or ChatGPT's
+    `conversations.json` (a list), up to 20 MB."""
+
+
+class Imported(Model):
+    """What an import made: every conversation of the file that had something to import."""
+
+    imported: int = Field(ge=1, description="How many conversations were made.")
+    skipped: int = Field(ge=0, description="The file's conversations with nothing to import "
+                                           "(ChatGPT's with no text on their shown branch).")
+    conversations: list[Conversation] = Field(description="The new conversations, in the "
+                                                          "file's order.")

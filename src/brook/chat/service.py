@@ -30,18 +30,29 @@ from ..providers import Models, Provider
 from .admission import Admission, Overloaded
 from .answers import Writer
 from .bus import BadOffset, Events, LocalBus, final_events
+from .chatgpt import ChatGPTExport
+from .imported import MAX_IMPORT_BYTES, ImportRefused
 from .limits import LimitExceeded, Limits, Quota, per_owner
 from .liveness import Heartbeat, forget_old_workers, gone, orphans, surviving, worker_id
 from .search import SearchHit, find_matches
 from .stored import deleted_event, stored_events
 from .tokens import TokenCounter
+from .transfer import (
+    BrookExport,
+    export_json,
+    export_markdown,
+    owned_conversations,
+    read_import,
+    store_import,
+)
 from .turns import Busy, NotFound, NotLast, Turn, Turns
 
 log = logging.getLogger(__name__)
 
 STOP_WAIT_SECONDS = 3.0
 
-__all__ = ["BadOffset", "Busy", "ChatService", "Draining", "Gone", "LimitExceeded", "NotFound",
+__all__ = ["MAX_IMPORT_BYTES", "BadOffset", "BrookExport", "Busy", "ChatGPTExport",
+           "ChatService", "Draining", "Gone", "ImportRefused", "LimitExceeded", "NotFound",
            "NotLast", "Overloaded", "Quota", "UnknownModel"]
 
 
@@ -398,3 +409,25 @@ class ChatService:
         self.models.close()
         self.bus.close()
 
+    # -- export and import (transfer.py; ChatGPT's files: chatgpt.py) -----------------------
+
+    def export(self, session: Session, owner: str, conversation_id: uuid.UUID | None,
+               markdown: bool = False) -> tuple[bytes, str | None]:
+        """One of the owner's conversations (None: all of them) as Brook's JSON document, or
+        as a Markdown transcript, and the conversation's title (None for all). Raises
+        `NotFound` if the owner has no such conversation."""
+        rows = owned_conversations(session, owner, conversation_id)
+        if conversation_id is not None and not rows:
+            raise NotFound(conversation_id)
+        body = export_markdown(rows) if markdown else export_json(rows)
+        return body, rows[0].title if conversation_id is not None else None
+
+    def import_file(self, session: Session, owner: str, raw: bytes, quota: Quota | None = None
+                    ) -> tuple[list[Conversation], int]:
+        """Import a file (Brook's JSON export or ChatGPT's conversations.json) for `owner`:
+        validated whole first, then stored in one transaction. Returns the conversations made
+        and how many of the file's had nothing to import. Raises `ImportRefused` (a file
+        that cannot be imported) or `LimitExceeded` (over LIMIT_STORED_CONVERSATIONS), with
+        nothing stored."""
+        file = read_import(raw)
+        return store_import(session, owner, file, quota), file.skipped

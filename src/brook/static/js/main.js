@@ -18,6 +18,7 @@ import { Sidebar } from "./sidebar.js";
 import {
   els, hashId, MAX_CHARS, onBroadcast, plainUrl, showNotice, state, ui,
 } from "./state.js";
+import { ExportMenu, Importer } from "./transfer.js";
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -70,6 +71,21 @@ ui.search = new Search({
   status: $("#search-status"),
   history: $("nav.history"),
   key: $(".search-key"),
+});
+
+ui.settings = new Settings();
+ui.settings.load();
+
+ui.exportMenu = new ExportMenu({
+  menu: $("#export-menu"),
+  toggle: $("#export-toggle"),
+  list: $("#export-options"),
+});
+
+ui.importer = new Importer({
+  button: $("#import-button"),
+  input: $("#import-file"),
+  status: $("#import-status"),
 });
 
 ui.settings = new Settings();
