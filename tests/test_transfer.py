@@ -126,6 +126,9 @@ def test_export_then_import_round_trips_byte_for_byte(
         assert (made["imported"], made["skipped"]) == (4, 0)
         assert [c["title"] for c in made["conversations"]] == [
             "Rust vs Python: café ☕ <b>", "Stopped", "Failed", ""]
+        # A title the file brings is never written over by the model; none: named later.
+        assert [c["title_source"] for c in made["conversations"]] == [
+            "user", "user", "user", "none"]
         assert other.get(EXPORT_ALL).content == everything.content
         assert sorted(c["id"] for c in listed(other)) == sorted(
             c["id"] for c in made["conversations"])

@@ -109,8 +109,6 @@ def _schemas(ops: list[Operation], max_message_chars: int,
     return found
 
 
-
-
 def _model_ids(app: Flask) -> list[str]:
     chat = app.extensions.get("brook.chat")
     return [] if chat is None else [str(model["id"]) for model in chat.model_list()]

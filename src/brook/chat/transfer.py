@@ -272,7 +272,9 @@ def store_import(session: Session, owner: str, file: ImportFile, quota: Quota | 
     conversations: list[Conversation] = []
     messages: list[dict[str, Any]] = []
     for new in file.conversations:
+        # A title the file brings is kept as it is: the model never writes over it.
         row = Conversation(id=uuid.uuid4(), owner=owner, title=new.title,
+                           title_source="user" if new.title else "none",
                            created_at=new.created_at, updated_at=new.updated_at)
         conversations.append(row)
         messages.extend(

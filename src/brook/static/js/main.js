@@ -73,9 +73,6 @@ ui.search = new Search({
   key: $(".search-key"),
 });
 
-ui.settings = new Settings();
-ui.settings.load();
-
 ui.exportMenu = new ExportMenu({
   menu: $("#export-menu"),
   toggle: $("#export-toggle"),
