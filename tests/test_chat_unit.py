@@ -140,7 +140,9 @@ def make_chat(tmp_path: Path, migrated: Path) -> Iterator[Callable[..., Chat]]:
         url = f"sqlite:///{path}"
         settings = load_settings({"DATABASE_URL": url,
                                   "BROOK_INSTANCE_PATH": str(tmp_path / "instance"),
-                                  "SYSTEM_PROMPT": SYSTEM, **env})
+                                  "SYSTEM_PROMPT": SYSTEM,
+                                  "MODEL_TITLES": "false",  # tests/test_titles.py
+                                  **env})
         engine = database.make_engine(url)
         database.ensure_schema(engine)
         sessions = sessionmaker(engine, expire_on_commit=False)
