@@ -240,7 +240,7 @@ def test_pick_a_model_change_settings_and_see_the_title_come(
     model = answer.locator(".answer-model")
     expect(model).to_have_text(" · Fast (chat)")
     answer.hover()
-    expect(model).to_have_css("opacity", "1")
+    expect(model).to_have_css("visibility", "visible")
     # The title the model wrote comes into the sidebar, and into another tab.
     other = page.context.new_page()
     other.goto(live.url + "/")
