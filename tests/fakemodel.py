@@ -116,6 +116,15 @@ def _error(message: str, type_: str | None, code: str | None = None) -> dict[str
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
 
 
+def _stream_head(keep: bool, request_id: str) -> str:
+    """A streamed (chunked) event-stream response's status line and headers."""
+    return (
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+        "cache-control: no-cache\r\ntransfer-encoding: chunked\r\n"
+        f"connection: {'keep-alive' if keep else 'close'}\r\nx-request-id: {request_id}\r\n\r\n"
+    )
+
+
 def _frame(data: bytes) -> bytes:
     """One HTTP chunk of the chunked transfer coding."""
     return b"%x\r\n%b\r\n" % (len(data), data)
@@ -518,36 +527,26 @@ class FakeModelServer:
         pre = b"data: " + json.dumps(base, separators=(",", ":")).encode()[:-1]
         pre += b',"choices":[{"index":0,"delta":{"content":'
         post = b'},"finish_reason":null}]}\n\n'
-        head = (
-            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
-            "cache-control: no-cache\r\ntransfer-encoding: chunked\r\n"
-            f"connection: {'keep-alive' if keep else 'close'}\r\nx-request-id: {cid}\r\n\r\n"
-        )
+        head = _stream_head(keep, cid)
         role = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
         try:
             writer.write(head.encode() + _event({**base, "choices": [role]}))
             await writer.drain()
             await asyncio.sleep(ttft)
-            batch: list[bytes] = []  # without a gap, everything goes out in one write below
             field = d.get("reasoning_field", "reasoning_content")
             thoughts = _pieces(d.get("reasoning", ""), chunk)
             if thoughts and field == "think":
                 thoughts = ["<think>", *thoughts, "</think>\n\n"]
-            for i, thought in enumerate(thoughts):
-                delta = {"content": thought} if field == "think" else {field: thought}
-                frame = _event({**base, "choices": [
-                    {"index": 0, "delta": delta, "finish_reason": None}]})
-                if gap > 0:
-                    if i:
-                        await asyncio.sleep(gap)
-                    writer.write(frame)
-                    await writer.drain()
-                else:
-                    batch.append(frame)
+            frames = [_event({**base, "choices": [{"index": 0, "delta": (
+                {"content": t} if field == "think" else {field: t}), "finish_reason": None}]})
+                for t in thoughts]
             for i in range(count):
                 frame = _frame(pre + encoded[i] + post)
                 if i == after and fault == "malformed":
                     frame = _frame(_MALFORMED) + frame
+                frames.append(frame)
+            batch: list[bytes] = []  # without a gap, everything goes out in one write below
+            for i, frame in enumerate(frames):
                 if gap > 0:
                     if i:
                         await asyncio.sleep(gap)
@@ -609,11 +608,7 @@ class FakeModelServer:
 
         response = {"id": rid, "object": "response", "created_at": int(time.time()),
                     "model": model, "status": "in_progress", "output": []}
-        head = (
-            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
-            "cache-control: no-cache\r\ntransfer-encoding: chunked\r\n"
-            f"connection: {'keep-alive' if keep else 'close'}\r\nx-request-id: {rid}\r\n\r\n"
-        )
+        head = _stream_head(keep, rid)
         frames: list[bytes] = []
         if thoughts:
             frames += [event("response.output_item.added", output_index=0,
