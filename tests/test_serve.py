@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,3 +83,49 @@ def test_gunicorn_gevent_serves_and_a_restart_marks_interrupted(server: Server,
         assert done["status"] == "complete"
     assert "marked 1 answer(s) interrupted: the process writing them is gone" \
         in server.log.read_text()
+
+
+PROBE = """
+from gevent import monkey; monkey.patch_all()
+import json, socket, sys
+import gevent
+import httpcore2._utils
+from brook.gunicorn_conf import probe_idle_connections_without_yielding
+
+turns = 0
+def other():  # counts the event loop's turns that reach it
+    global turns
+    while True:
+        turns += 1
+        gevent.sleep(0)
+
+def probe(sock):  # what the model client's pool asks of each idle connection
+    global turns
+    turns = 0
+    readable = [httpcore2._utils.is_socket_readable(sock) for _ in range(20)]
+    return {"readable": readable[-1], "turns": turns}
+
+gevent.spawn(other); gevent.sleep(0)
+a, b = socket.socketpair()
+report = {"gevent": probe(a)}
+probe_idle_connections_without_yielding()
+report["idle"] = probe(a)
+b.sendall(b"x")
+report["data"] = probe(a)
+a.recv(1); b.close()
+report["closed"] = probe(a)
+print(json.dumps(report))
+"""
+
+
+def test_the_model_clients_pool_checks_idle_connections_without_a_turn_of_the_loop() -> None:
+    """Each start or end of an upstream request checks every idle connection in the pool;
+    under gevent's own poll each check waited a turn of the event loop (with the pool's
+    lock held). The worker's fix gives the same answers without yielding."""
+    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True,
+                            text=True, timeout=60, check=True)
+    report = json.loads(result.stdout)
+    assert report["gevent"]["turns"] >= 20, report  # the test can tell a yielding check
+    assert report["idle"] == {"readable": False, "turns": 0}
+    assert report["data"] == {"readable": True, "turns": 0}
+    assert report["closed"] == {"readable": True, "turns": 0}

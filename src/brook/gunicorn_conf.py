@@ -7,7 +7,9 @@ PORT, WEB_CONCURRENCY, GUNICORN_WORKER_CONNECTIONS, SHUTDOWN_GRACE_SECONDS) set 
 
 from __future__ import annotations
 
+import select
 import signal
+import types
 from typing import Any
 
 import gevent
@@ -35,10 +37,34 @@ errorlog = "-"
 control_socket_disable = True
 
 
+def probe_idle_connections_without_yielding() -> None:
+    """Let the model client's connection pool check its idle connections with the operating
+    system's `poll`, not gevent's.
+
+    Whenever a request starts or ends, httpcore checks that each idle connection in the pool
+    is still open, with a zero-timeout `poll` of its socket. gevent's `poll` yields to the
+    event loop even for a zero timeout, so each check waited a full turn of the loop, with
+    the pool's lock held: under load, starting or ending an answer waited as many turns as
+    the pool had idle connections, and every other answer's start waited behind it. The
+    check never blocks, so the blocking `poll` is right for it; every other use of `select`
+    stays cooperative.
+    """
+    import httpcore2._utils
+    from gevent.monkey import get_original, is_module_patched
+
+    if is_module_patched("select"):
+        probe = types.SimpleNamespace(poll=get_original("select", "poll"),
+                                      select=get_original("select", "select"),
+                                      POLLIN=select.POLLIN)
+        httpcore2._utils.select = probe  # type: ignore[attr-defined,assignment]
+
+
 def post_worker_init(worker: Any) -> None:
     """Open the database pool's connections; on SIGTERM, drain answers in the background
     while gunicorn stops taking requests."""
     from .database import fill_pool
+
+    probe_idle_connections_without_yielding()
 
     gevent.spawn(fill_pool, worker.wsgi.extensions["brook.engine"])
     previous = signal.getsignal(signal.SIGTERM)
