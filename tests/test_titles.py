@@ -3,12 +3,16 @@ the API on SQLite and PostgreSQL, against the fake model server."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Engine, insert, select, update
 
 from brook.chat.titles import cleaned
+from brook.models import Conversation, Worker, utcnow
 
 from .conftest import (
     AppFactory,
@@ -111,12 +115,67 @@ def test_a_rename_is_never_overwritten(site: LiveServer, fake: FakeModelServer,
         read_events(client, sent["stream_url"])
         wait_until(lambda: conversation(client, conversation_id)["title_source"] == "pending",
                    "the title to be asked for")
+        chat = site.app.extensions["brook.chat"]
+        assert asking(site, conversation_id) == chat.worker  # this process asks for it
         renamed = client.patch(f"/api/conversations/{conversation_id}",
                                json={"title": "Mine"}).json()
         assert renamed["title_source"] == "user"
         wait_until(lambda: "came after a rename" in caplog.text, "the title to come back")
         final = conversation(client, conversation_id)
     assert (final["title"], final["title_source"]) == ("Mine", "user")
+
+
+def asking(site: LiveServer, conversation_id: str) -> str | None:
+    """The process recorded as asking for a conversation's title."""
+    engine: Engine = site.app.extensions["brook.engine"]
+    with engine.connect() as connection:
+        worker: str | None = connection.scalar(
+            select(Conversation.title_worker).where(Conversation.id == uuid.UUID(conversation_id)))
+    return worker
+
+
+def test_a_title_whose_asking_process_is_gone_is_given_back(site: LiveServer) -> None:
+    """A process that dies while it asks for a title leaves it `pending`: the sweep gives it
+    back to the first words once that process is gone, and leaves live processes' alone."""
+    engine: Engine = site.app.extensions["brook.engine"]
+    chat = site.app.extensions["brook.chat"]
+    with site.client() as client:
+        ids = [new_conversation(client) for _ in range(4)]
+        for conversation_id in ids:
+            sent = send(client, conversation_id, "What is a brook? " + directive(reply="Water."))
+            read_events(client, sent["stream_url"])
+        for conversation_id in ids:
+            settled(client, conversation_id)
+        # Pending titles as processes left them: one gone without a trace (no heartbeat),
+        # one whose heartbeat ran out, one from before the asker was recorded (0008), and
+        # one of another process that is alive.
+        now = utcnow()
+        with engine.begin() as connection:
+            connection.execute(insert(Worker), [
+                {"id": "elsewhere:1:late", "alive_until": now - timedelta(minutes=1),
+                 "started_at": now - timedelta(hours=1)},
+                {"id": "elsewhere:2:alive", "alive_until": now + timedelta(minutes=5),
+                 "started_at": now - timedelta(hours=1)}])
+            for conversation_id, worker in zip(ids, ("elsewhere:3:vanished", "elsewhere:1:late",
+                                                     None, "elsewhere:2:alive"), strict=True):
+                connection.execute(update(Conversation)
+                                   .where(Conversation.id == uuid.UUID(conversation_id))
+                                   .values(title="What is a brook?", title_source="pending",
+                                           title_worker=worker))
+        chat.sweep()
+        after = [conversation(client, conversation_id) for conversation_id in ids]
+        assert [c["title_source"] for c in after] == ["message", "message", "message",
+                                                      "pending"]
+        assert [c["title"] for c in after[:3]] == ["What is a brook?"] * 3  # the first words
+        assert [asking(site, conversation_id) for conversation_id in ids] == [
+            None, None, None, "elsewhere:2:alive"]
+        # This process's own pending titles are its to finish.
+        with engine.begin() as connection:
+            connection.execute(update(Conversation)
+                               .where(Conversation.id == uuid.UUID(ids[0]))
+                               .values(title_source="pending", title_worker=chat.worker))
+        chat.sweep()
+        assert conversation(client, ids[0])["title_source"] == "pending"
 
 
 def test_titles_can_be_turned_off(make_app: AppFactory, serve: Any, sqlite_url: str,

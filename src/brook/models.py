@@ -47,7 +47,12 @@ def default_title(content: str) -> str:
 
 class Conversation(Base):
     __tablename__ = "conversations"
-    __table_args__ = (Index("ix_conversations_owner_updated", "owner", "updated_at"),)
+    __table_args__ = (
+        Index("ix_conversations_owner_updated", "owner", "updated_at"),
+        Index("ix_conversations_title_pending", "title_worker",
+              sqlite_where=text("title_source = 'pending'"),
+              postgresql_where=text("title_source = 'pending'")),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     owner: Mapped[str] = mapped_column(String(200))
@@ -57,6 +62,9 @@ class Conversation(Base):
     # overwritten; chat/titles.py).
     title_source: Mapped[str] = mapped_column(String(16), default="none",
                                               server_default="user")
+    # While the title is `pending`: the process that asked for it. If that process is gone
+    # (chat/liveness.py), the sweep gives the title back to the first message's words.
+    title_worker: Mapped[str | None] = mapped_column(String(200), default=None)
     # The conversation's own settings; None: the deployment's (the default model,
     # SYSTEM_PROMPT, the model's own temperature).
     model: Mapped[str | None] = mapped_column(String(100), default=None)

@@ -157,7 +157,7 @@ class Writer:
                     })
                     self._add_tokens(connection, live, reasoning + text)
                     if status == "complete" and live.titles is not None:
-                        titling = titles.ask(connection, live.titles[0])
+                        titling = titles.ask(connection, live.titles[0], self.worker)
             except Exception:
                 log.exception("could not store the final answer %s", live.message_id)
             finally:

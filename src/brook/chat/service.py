@@ -27,6 +27,7 @@ from ..config import Settings
 from ..database import autocommit
 from ..models import Conversation, Message, usage_of, utcnow
 from ..providers import Models, Provider
+from . import titles
 from .admission import Admission, Overloaded
 from .answers import Writer
 from .bus import BadOffset, Events, LocalBus, final_events
@@ -351,6 +352,11 @@ class ChatService:
                      for message_id in candidates if message_id not in ours)
         if closed:
             log.info("marked %d answer(s) interrupted: the process writing them is gone", closed)
+        with self.sessions.begin() as session:
+            titled = titles.give_back_orphaned(session, self.worker)
+        if titled:
+            log.info("%d title(s) no longer pending: the process asking for them is gone",
+                     titled)
         return closed
 
     def drain(self, grace: float) -> None:

@@ -4,7 +4,9 @@ the conversation's model for a title of a few words.
 Until it comes (and if it fails) the title stays the first message's first words. The
 conversation's `title_source` tells the page where it stands: `message` (the first words),
 `pending` (asked), `model` (written), `user` (renamed: never overwritten, also not by a
-title that arrives after the rename).
+title that arrives after the rename). A pending title records the process that asked for
+it; if that process dies first, the sweep gives the title back to the first words
+(`give_back_orphaned`), as if the model had not answered.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import re
 import uuid
 from typing import cast
 
-from sqlalchemy import Connection, Table, update
+from sqlalchemy import ColumnElement, Connection, Table, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..messages import ChatMessage
 from ..models import TITLE_CHARS, Conversation
 from ..providers import Provider, ProviderError
+from .liveness import gone
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ def cleaned(reply: str) -> str | None:
 
 
 def _moved(connection: Connection, conversation_id: uuid.UUID, source: str,
-           **values: str) -> bool:
+           **values: str | None) -> bool:
     """Set the title's fields where its source is still `source`; whether it was."""
     result = connection.execute(update(CONVERSATIONS)
                                 .where(CONVERSATIONS.c.id == conversation_id,
@@ -61,11 +64,29 @@ def _moved(connection: Connection, conversation_id: uuid.UUID, source: str,
     return bool(result.rowcount)
 
 
-def ask(connection: Connection, conversation_id: uuid.UUID) -> bool:
-    """Mark the title `pending`, if it is still the first message's words; whether it was.
-    Done before the answer's end reaches its readers, so that a page which then reloads
-    the list sees the title coming."""
-    return _moved(connection, conversation_id, "message", title_source="pending")
+def ask(connection: Connection, conversation_id: uuid.UUID, worker: str) -> bool:
+    """Mark the title `pending` for `worker` (this process), if it is still the first
+    message's words; whether it was. Done before the answer's end reaches its readers, so
+    that a page which then reloads the list sees the title coming."""
+    return _moved(connection, conversation_id, "message", title_source="pending",
+                  title_worker=worker)
+
+
+def give_back_orphaned(session: Session, me: str) -> int:
+    """Give the titles left `pending` by processes that are gone back to the first
+    message's words; how many. Without it, a page would wait for them for ever."""
+    pending = CONVERSATIONS.c.title_source == "pending"
+    workers = set(session.scalars(select(CONVERSATIONS.c.title_worker).where(pending)))
+    dead = [worker for worker in workers if worker != me and gone(session, worker)]
+    if not dead:
+        return 0
+    held_by_dead: ColumnElement[bool] = CONVERSATIONS.c.title_worker.in_(
+        [worker for worker in dead if worker is not None])
+    if None in dead:  # pending before 0008 recorded who asked
+        held_by_dead = or_(held_by_dead, CONVERSATIONS.c.title_worker.is_(None))
+    result = session.execute(update(CONVERSATIONS).where(pending, held_by_dead)
+                             .values(title_source="message", title_worker=None))
+    return cast(int, result.rowcount)  # type: ignore[attr-defined]
 
 
 def write_title(sessions: sessionmaker[Session], provider: Provider,
@@ -93,10 +114,11 @@ def write_title(sessions: sessionmaker[Session], provider: Provider,
     with sessions.begin() as session:
         connection = session.connection()
         if title is None:
-            stored = _moved(connection, conversation_id, "pending", title_source="message")
+            stored = _moved(connection, conversation_id, "pending", title_source="message",
+                            title_worker=None)
         else:
             stored = _moved(connection, conversation_id, "pending", title=title,
-                            title_source="model")
+                            title_source="model", title_worker=None)
     if not stored:
         log.info("the title of %s came after a rename (or its deletion): not stored",
                  conversation_id)
