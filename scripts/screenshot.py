@@ -2,11 +2,13 @@
 
 Writes docs/screenshot-light.png and docs/screenshot-dark.png (desktop, 1200x760) and
 docs/screenshot-narrow-light.png and docs/screenshot-narrow-dark.png (a phone, 390x844):
-a conversation of a few turns with a table and highlighted code, a couple more in the list.
+a conversation of a few turns with a table, highlighted code and a model's thinking, a couple
+more in the list, with two models to pick from.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import tempfile
@@ -23,6 +25,7 @@ from brook import create_app
 # run as a script, this one has only scripts/ on its path: add the repository's root.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.fakemodel import FakeModelServer
+from tests.services import chromium
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -55,10 +58,20 @@ If the connection drops, the browser sends the last id it saw and the stream **r
 
 OTHER_CHATS = ["Plan a weekend in Lisbon", "Explain Python's GIL"]
 
+# The thinking the model streams before its second answer (shown in its Thinking block).
+THINKING = ("The user knows SSE now and asks about WebSockets: compare direction, protocol "
+            "and reconnects, then show the Flask side.")
+
+MODELS = [{"id": "gpt-4.1", "name": "GPT-4.1", "provider": "openai", "model": "fake-gpt",
+           "default": True},
+          {"id": "o4-mini", "name": "o4-mini (thinks first)", "provider": "openai",
+           "model": "fake-thinking"}]
+
 
 def converse(page: Page, fake: FakeModelServer, turns: list[tuple[str, str]]) -> None:
-    for question, answer in turns:
+    for i, (question, answer) in enumerate(turns):
         fake.reply = answer
+        fake.reasoning = THINKING if i == 1 else ""
         page.fill("#prompt", question)
         page.press("#prompt", "Enter")
         expect(page.locator('.message[data-role="assistant"]').last
@@ -76,6 +89,13 @@ def shoot(browser: Browser, url: str, state: StorageState, scheme: Literal["ligh
     expect(page.locator(".message")).to_have_count(2 * len(TURNS))
     # Code is highlighted in a worker once the page has loaded: wait for its colours.
     expect(page.locator('pre code [class^="hljs-"]').first).to_be_attached()
+    if not narrow:  # the model's thinking, opened
+        page.locator("details.thinking summary").click()
+        expect(page.locator(".thinking-content")).to_contain_text("compare direction")
+        page.locator('.message[data-role="user"]').last.evaluate(
+            "el => el.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(300)
+        page.evaluate("document.querySelector('#jump-latest').hidden = true")
     page.locator("#prompt").fill("Can I send events to the server too?")
     page.locator("#prompt").blur()
     if narrow:
@@ -96,12 +116,13 @@ def main() -> None:
         app = create_app({"DATABASE_URL": f"sqlite:///{tmp}/brook.db",
                           "BROOK_INSTANCE_PATH": tmp, "SECRET_KEY": "screenshot",
                           "OPENAI_BASE_URL": fake.url + "/v1", "OPENAI_API_KEY": "fake",
-                          "OPENAI_MODEL": "fake-gpt"})
+                          "OPENAI_MODEL": "fake-gpt", "MODELS": json.dumps(MODELS),
+                          "MODEL_TITLES": "false"})
         server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                browser = p.chromium.launch(executable_path=chromium(),
                                             args=["--no-sandbox", "--disable-gpu"])
                 context = browser.new_context()
                 page = context.new_page()

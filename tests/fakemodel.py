@@ -230,8 +230,9 @@ def _directive(messages: list[Any]) -> tuple[dict[str, Any], str]:
 class FakeModelServer:
     """Serves fake chat completions; ``start()`` runs it in a daemon thread with its own loop.
 
-    ``ttft``, ``gap``, ``tokens``, ``reply`` and ``api_key`` are read at each request, so
-    tests may change them between requests.
+    ``ttft``, ``gap``, ``tokens``, ``reply``, ``reasoning`` (streamed before every answer,
+    as the directive's) and ``api_key`` are read at each request, so tests may change them
+    between requests.
     """
 
     def __init__(
@@ -248,6 +249,7 @@ class FakeModelServer:
         self.host, self.port = host, port
         self.ttft, self.gap, self.tokens = ttft, gap, tokens
         self.reply, self.api_key = reply, api_key
+        self.reasoning = ""
         self.requests: list[dict[str, Any]] = []
         self.connections = 0  # accepted so far: tests see whether clients reuse them
         # Streamed answers whose client hung up before their end, as seen when a token could
@@ -534,7 +536,7 @@ class FakeModelServer:
             await writer.drain()
             await asyncio.sleep(ttft)
             field = d.get("reasoning_field", "reasoning_content")
-            thoughts = _pieces(d.get("reasoning", ""), chunk)
+            thoughts = _pieces(d.get("reasoning", self.reasoning), chunk)
             if thoughts and field == "think":
                 thoughts = ["<think>", *thoughts, "</think>\n\n"]
             frames = [_event({**base, "choices": [{"index": 0, "delta": (
@@ -584,7 +586,7 @@ class FakeModelServer:
             d.get("chunk", 0),
         )
         pieces, _ = _answer(reply, tokens, chunk)
-        thoughts = _pieces(d.get("reasoning", ""), chunk)
+        thoughts = _pieces(d.get("reasoning", self.reasoning), chunk)
         ttft, gap = d.get("ttft", self.ttft), d.get("gap", self.gap)
         fault, after = d.get("fault"), d.get("after", 2)
         limit = body.get("max_output_tokens")
