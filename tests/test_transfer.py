@@ -181,7 +181,8 @@ def canonical(conversations: list[dict[str, Any]]) -> bytes:
 # A document as Brook writes it, with every optional part and every final status.
 WRITTEN = [
     {"title": "Ünïcödé 日本語 and emoji 🎉", "created_at": "2001-02-03T04:05:06.000007Z",
-     "updated_at": "2001-02-03T04:06:00.000000Z", "messages": [
+     "updated_at": "2001-02-03T04:06:00.000000Z", "model": "gpt-5",
+     "system_prompt": "Answer in French.\n\nBriefly.", "temperature": 0.7, "messages": [
          {"role": "user", "content": "  Spaces kept,\n\nnew lines too. ", "status": "complete",
           "created_at": "2001-02-03T04:05:06.000007Z"},
          {"role": "assistant", "content": "An answer.", "reasoning": "First, think.",
@@ -211,6 +212,11 @@ def test_a_document_as_brook_writes_it_comes_back_the_same(client: httpx.Client)
     made = imported(post_file(client, written))
     assert made["imported"] == 2
     assert client.get(EXPORT_ALL).content == written
+    # Its settings are the conversation's own, as the API shows them.
+    settled = next(c for c in made["conversations"] if c["title"].startswith("Ünïcödé"))
+    shown = client.get(f"/api/conversations/{settled['id']}").json()
+    assert (shown["model"], shown["system_prompt"], shown["temperature"]) == (
+        "gpt-5", "Answer in French.\n\nBriefly.", 0.7)
     # Times with other offsets, in another order, with whitespace in titles: the same
     # conversations, written as Brook writes them.
     shuffled = json.loads(written)
@@ -366,6 +372,13 @@ def brook_file(*last: dict[str, Any], **top: Any) -> str:
                        "conversations": [good, bad], **top})
 
 
+def with_settings(**settings: Any) -> str:
+    """A Brook document whose last conversation has these settings."""
+    document = json.loads(brook_file(brook_message()))
+    document["conversations"][-1].update(settings)
+    return json.dumps(document)
+
+
 def chatgpt_file(mapping: dict[str, Any], current: str | None) -> str:
     good = json.loads(FIXTURE.read_text())[0]
     return json.dumps([good, {"title": "Bad", "create_time": 1.0, "update_time": 2.0,
@@ -422,6 +435,16 @@ BAD_FILES: list[tuple[str, bytes | str, int, str]] = [
      422, "invalid_field"),
     ("a title too long", brook_file().replace('"Bad"', json.dumps("x" * 201)), 422,
      "title_too_long"),
+    ("a model id with a space", with_settings(model="a b"), 422, "invalid_field"),
+    ("an empty system prompt", with_settings(system_prompt=""), 422, "invalid_field"),
+    ("a blank system prompt", with_settings(system_prompt=" \n "), 422, "invalid_field"),
+    ("a system prompt too long", with_settings(system_prompt="x" * 8_001), 422,
+     "invalid_field"),
+    ("a NUL in a system prompt", with_settings(system_prompt="a\u0000b"), 422,
+     "nul_character"),
+    ("a temperature too high", with_settings(temperature=2.5), 422, "invalid_field"),
+    ("a temperature as text", with_settings(temperature="0.5"), 422, "invalid_field"),
+    ("a temperature as true", with_settings(temperature=True), 422, "invalid_field"),
     ("a message too long", brook_file(brook_message(content="x" * (MAX_TEXT_CHARS + 1))),
      422, "message_too_long"),
     ("too many messages", brook_file(*[brook_message()] * (MAX_MESSAGES + 1)), 422,

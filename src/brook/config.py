@@ -242,6 +242,10 @@ class ServingSettings(_FromEnvironment):
         "SHUTDOWN_GRACE_SECONDS", 25.0, "a number of seconds, 0 or more")
 
 
+# A model's id in MODELS, and so in a conversation's `model`.
+MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,99}$"
+
+
 class ModelSpec(BaseModel):
     """One model people may pick: an entry of MODELS (a JSON list; README, Models).
 
@@ -252,7 +256,7 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,99}$")]
+    id: Annotated[str, StringConstraints(pattern=MODEL_ID)]
     name: Annotated[str, StringConstraints(max_length=100)] = ""
     provider: Literal["azure", "openai", "local"]
     model: str = ""  # the deployment, the API's model name, or the local model's hub id

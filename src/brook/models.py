@@ -37,6 +37,7 @@ class Base(DeclarativeBase):
 
 
 TITLE_CHARS = 60  # a title made from the first message is at most this long
+SYSTEM_PROMPT_MAX = 8_000  # characters of a conversation's own system prompt
 
 
 def default_title(content: str) -> str:

@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ..chat.service import BrookExport, ChatGPTExport
-from ..models import Status
+from ..models import SYSTEM_PROMPT_MAX, Status
 
 # Whitespace as Python's str.split() and str.strip() see it, spelled out: JSON Schema's `\s`
 # (ECMAScript's) is another set, and a schema must refuse exactly what the server refuses.
@@ -334,9 +334,6 @@ def _content(value: str, info: ValidationInfo) -> str:
 Content = Annotated[StrictStr, AfterValidator(_content), Field(
     json_schema_extra={"minLength": 1, "pattern": NOT_BLANK, **NO_NUL},
     description="Not only whitespace, and no U+0000; at most MAX_MESSAGE_CHARS characters.")]
-
-
-SYSTEM_PROMPT_MAX = 8_000
 
 
 def _system_prompt(value: str) -> str:

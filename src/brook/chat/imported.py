@@ -86,6 +86,10 @@ class NewConversation:
     created_at: datetime
     updated_at: datetime
     messages: Sequence[NewMessage]
+    # Its own settings (Brook's files only); None: the deployment's.
+    model: str | None = None
+    system_prompt: str | None = None
+    temperature: float | None = None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 ChatGPT's `conversations.json` (read by chatgpt.py).
 
 Brook's document (`format` "brook.conversations", `version` 1) holds what a conversation
-is, and nothing of where it was stored: no ids, no owner. It is deterministic (keys in a
+is, its settings (model, system prompt, temperature) where it has its own, and nothing of
+where it was stored: no ids, no owner. It is deterministic (keys in a
 fixed order, conversations oldest first, timestamps in UTC with microseconds, UTF-8, two
 spaces of indent), so exporting, importing that file and exporting what it made gives the
 same bytes.
@@ -30,6 +31,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictFloat,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -39,7 +41,8 @@ from sqlalchemy import Connection, Table, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
-from ..models import Conversation, Message, utcnow
+from ..config import MODEL_ID
+from ..models import SYSTEM_PROMPT_MAX, Conversation, Message, utcnow
 from . import chatgpt
 from .imported import (
     MAX_CONVERSATIONS,
@@ -125,6 +128,15 @@ class ExportedConversation(Closed):
     title: Title
     created_at: Timestamp
     updated_at: Timestamp
+    model: Annotated[StrictStr, Field(
+        pattern=MODEL_ID, description="Its own model (an id of `GET /api/models`); one this "
+        "Brook does not have gives way to its default model.")] | None = None
+    system_prompt: Annotated[StrictStr, Field(
+        min_length=1, max_length=SYSTEM_PROMPT_MAX, pattern=r"\S",
+        json_schema_extra=NO_NUL, description="Its own system prompt."),
+        AfterValidator(no_nul)] | None = None
+    temperature: Annotated[StrictFloat, Field(ge=0, le=2, description="Its own temperature.")
+                           ] | None = None
     messages: Annotated[list[ExportedMessage], AfterValidator(bounded_messages)] = Field(
         description=f"Oldest first; at most {MAX_MESSAGES:,} (`too_many_messages`).")
 
@@ -152,7 +164,7 @@ def from_brook(document: BrookExport) -> ImportFile:
                        m.usage.prompt_tokens if m.usage else None,
                        m.usage.completion_tokens if m.usage else None,
                        m.error.model_dump() if m.error else None)
-            for m in c.messages])
+            for m in c.messages], c.model, c.system_prompt, c.temperature)
         for c in document.conversations])
 
 
@@ -275,6 +287,8 @@ def store_import(session: Session, owner: str, file: ImportFile, quota: Quota | 
         # A title the file brings is kept as it is: the model never writes over it.
         row = Conversation(id=uuid.uuid4(), owner=owner, title=new.title,
                            title_source="user" if new.title else "none",
+                           model=new.model, system_prompt=new.system_prompt,
+                           temperature=new.temperature,
                            created_at=new.created_at, updated_at=new.updated_at)
         conversations.append(row)
         messages.extend(
@@ -336,9 +350,13 @@ def _message(row: Message) -> dict[str, Any]:
 
 
 def _conversation(row: Conversation) -> dict[str, Any]:
-    return {"title": row.title, "created_at": utc_text(row.created_at),
-            "updated_at": utc_text(row.updated_at),
-            "messages": [_message(m) for m in row.messages]}
+    exported: dict[str, Any] = {"title": row.title, "created_at": utc_text(row.created_at),
+                                "updated_at": utc_text(row.updated_at)}
+    settings = {"model": row.model, "system_prompt": row.system_prompt,
+                "temperature": row.temperature}
+    exported.update((name, value) for name, value in settings.items() if value is not None)
+    exported["messages"] = [_message(m) for m in row.messages]
+    return exported
 
 
 def _dump(value: Any) -> str:
