@@ -69,8 +69,8 @@ from brook.models import Conversation, Message
 # run as a script, this one has only benchmarks/ on its path: add the repository's root.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.fakemodel import FakeModelServer
+from tests.services import chromium
 
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--disable-quic"]
@@ -683,7 +683,7 @@ def main(argv: list[str] | None = None) -> int:
     loadavg_before = [round(x, 2) for x in os.getloadavg()]
     started = time.time()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         try:
             if not args.skip_long:
                 report["long_answer"] = measure_long_answer(
