@@ -179,7 +179,7 @@ def canonical(conversations: list[dict[str, Any]]) -> bytes:
 
 
 # A document as Brook writes it, with every optional part and every final status.
-WRITTEN = [
+WRITTEN: list[dict[str, Any]] = [
     {"title": "Ünïcödé 日本語 and emoji 🎉", "created_at": "2001-02-03T04:05:06.000007Z",
      "updated_at": "2001-02-03T04:06:00.000000Z", "model": "gpt-5",
      "system_prompt": "Answer in French.\n\nBriefly.", "temperature": 0.7, "messages": [
