@@ -94,6 +94,7 @@ def fake(fake_server: FakeModelServer) -> FakeModelServer:
     """The shared fake model server, reset to quick defaults for each test."""
     fake_server.ttft, fake_server.gap, fake_server.tokens = 0.0, 0.0, 32
     fake_server.reply, fake_server.api_key = "Hello from the fake model.", None
+    fake_server.reasoning = ""
     fake_server.requests.clear()
     return fake_server
 

@@ -119,6 +119,43 @@ def test_killed_generator_ends_interrupted_for_readers_elsewhere(
         assert cb.get("/api/usage").json()["tokens_today"] > len(answer["content"].split())
 
 
+@pytest.mark.slow  # `brook serve` processes
+def test_a_title_asked_for_by_a_killed_worker_is_given_back(
+        tmp_path: Path, fake: FakeModelServer, pg_url: str, redis_server: RedisServer) -> None:
+    """Killed while it asks the model for a title, a worker leaves the title `pending`; the
+    other instance's sweep gives it back to the first words, so no page waits for ever."""
+    env = cluster_env(fake, pg_url, redis_server.url, MODEL_TITLES="true")
+    a, b = Server(tmp_path, env, "a"), Server(tmp_path, env, "b")
+    a.start()
+    b.start()
+    fake.ttft = 60.0  # the title's request hangs; the answer's own directive does not
+    # The title's request shows the model the question's first 2,000 characters: the
+    # directive, after them, applies to the answer alone.
+    question = "What is a brook? " + "Tell me more. " * 150 + directive(ttft=0, reply="Water.")
+    try:
+        with clients(a, b) as (ca, cb):
+            conversation_id = new_conversation(ca)
+            sent = send(ca, conversation_id, question)
+            assert read_events(ca, sent["stream_url"])[-1]["data"]["status"] == "complete"
+
+            def title_source() -> str:
+                source: str = cb.get(f"/api/conversations/{conversation_id}").json()[
+                    "title_source"]
+                return source
+
+            wait_until(lambda: title_source() == "pending", "the title to be asked for")
+            wait_until(lambda: any("Write a short title" in str(r["body"])
+                                   for r in fake.requests),
+                       "the title's request to reach the model")
+            a.kill()
+            wait_until(lambda: title_source() == "message", "the title to be given back")
+            conversation = cb.get(f"/api/conversations/{conversation_id}").json()
+    finally:
+        a.stop()
+        b.stop()
+    assert conversation["title"].startswith("What is a brook? Tell me more.")
+
+
 def test_redis_restarted_mid_answer(cluster: tuple[Server, Server],
                                     redis_server: RedisServer) -> None:
     a, b = cluster

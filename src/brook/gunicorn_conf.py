@@ -60,8 +60,9 @@ def probe_idle_connections_without_yielding() -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Open the database pool's connections; on SIGTERM, drain answers in the background
-    while gunicorn stops taking requests."""
+    """Open the database pool's connections; let the model client's pool check its idle
+    connections without yielding (above); on SIGTERM, drain answers in the background while
+    gunicorn stops taking requests."""
     from .database import fill_pool
 
     probe_idle_connections_without_yielding()
