@@ -129,3 +129,35 @@ def test_the_model_clients_pool_checks_idle_connections_without_a_turn_of_the_lo
     assert report["idle"] == {"readable": False, "turns": 0}
     assert report["data"] == {"readable": True, "turns": 0}
     assert report["closed"] == {"readable": True, "turns": 0}
+
+
+HEAP = """
+import gc, json, sys, tempfile
+from brook import create_app
+from brook.gunicorn_conf import freeze_start_up_objects
+
+with tempfile.TemporaryDirectory() as tmp:
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp}/b.db", "BROOK_INSTANCE_PATH": tmp,
+                      "SECRET_KEY": "heap", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+                      "OPENAI_MODEL": "m", **json.loads(sys.argv[1])})
+    authlib = "authlib" in sys.modules
+    tracked = len(gc.get_objects())
+    freeze_start_up_objects()
+    print(json.dumps({"authlib": authlib, "tracked": tracked, "frozen": gc.get_freeze_count(),
+                      "left": len(gc.get_objects())}))
+    app.extensions["brook.chat"].close()
+"""
+
+
+@pytest.mark.parametrize("oidc", [False, True])
+def test_a_worker_starts_with_a_small_heap_and_freezes_it(oidc: bool) -> None:
+    """Authlib (and the requests and cryptography it brings) is imported only to sign in;
+    what the worker made while starting leaves the collector's generations."""
+    extra = {"AUTH_MODE": "oidc", "OIDC_ISSUER": "https://login.example.com",
+             "OIDC_CLIENT_ID": "brook"} if oidc else {}
+    result = subprocess.run([sys.executable, "-c", HEAP, json.dumps(extra)], text=True,
+                            capture_output=True, timeout=120, check=True)
+    heap = json.loads(result.stdout.strip().splitlines()[-1])
+    assert heap["authlib"] is oidc
+    assert heap["frozen"] >= heap["tracked"] * 0.9
+    assert heap["left"] < heap["tracked"] * 0.1

@@ -81,12 +81,16 @@ def create_app(env: Mapping[str, str] | None = None, *,
     app.extensions["brook.chat"] = chat
     atexit.register(chat.close)
 
-    from . import admin, api, auth, web
+    from . import admin, api, web
 
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
     app.register_blueprint(admin.bp)
     if settings.auth_mode == "oidc":
+        # Only here: Authlib brings requests and cryptography, 360 modules and a seventh
+        # more objects for every garbage collection to walk.
+        from . import auth
+
         auth.init_app(app, settings)
     return app
 

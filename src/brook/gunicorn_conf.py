@@ -7,6 +7,7 @@ PORT, WEB_CONCURRENCY, GUNICORN_WORKER_CONNECTIONS, SHUTDOWN_GRACE_SECONDS) set 
 
 from __future__ import annotations
 
+import gc
 import select
 import signal
 import types
@@ -59,13 +60,27 @@ def probe_idle_connections_without_yielding() -> None:
         httpcore2._utils.select = probe  # type: ignore[attr-defined,assignment]
 
 
+def freeze_start_up_objects() -> None:
+    """Move what the worker made while starting (modules, the app, its settings and
+    clients: about 170,000 objects) out of the garbage collector's generations.
+
+    They live as long as the worker, yet each full collection walked them all: about
+    100 ms in which no stream moved (once or more in a burst of 100 answers on a 2-vCPU
+    machine). Frozen, they are never walked again (the same collection then takes about
+    1 ms); what answers allocate is collected as before.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def post_worker_init(worker: Any) -> None:
     """Open the database pool's connections; let the model client's pool check its idle
-    connections without yielding (above); on SIGTERM, drain answers in the background while
-    gunicorn stops taking requests."""
+    connections without yielding and freeze the start-up objects (above); on SIGTERM, drain
+    answers in the background while gunicorn stops taking requests."""
     from .database import fill_pool
 
     probe_idle_connections_without_yielding()
+    freeze_start_up_objects()
 
     gevent.spawn(fill_pool, worker.wsgi.extensions["brook.engine"])
     previous = signal.getsignal(signal.SIGTERM)
