@@ -173,6 +173,17 @@ def serve_axe(page: Page, site: LiveServer) -> None:
     page.route(site.url + AXE_URL, fulfill)
 
 
+def open_page(page: Page, site: LiveServer, scheme: Literal["light", "dark"]) -> list[str]:
+    """Open the site's page in `scheme`, with axe at hand; the page's uncaught errors go to
+    the list returned."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.emulate_media(color_scheme=scheme)
+    serve_axe(page, site)
+    page.goto(site.url + "/")
+    return errors
+
+
 def axe_violations(page: Page, site: LiveServer) -> list[dict[str, Any]]:
     if not page.evaluate("typeof window.axe === 'object'"):
         page.add_script_tag(url=site.url + AXE_URL)

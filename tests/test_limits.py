@@ -35,7 +35,7 @@ from .conftest import (
 )
 from .fakemodel import FakeModelServer
 from .redis_servers import RedisServer
-from .test_a11y import axe_violations, serve_axe
+from .test_a11y import axe_violations, open_page, serve_axe
 
 Serve = Callable[[Any], LiveServer]
 
@@ -290,12 +290,8 @@ def test_the_page_shows_usage_and_a_limit_with_its_reset_time(
         scheme: Literal["light", "dark"]) -> None:
     live = serve(make_app(sqlite_url, LIMIT_ANSWERS_PER_MINUTE="1",
                           LIMIT_TOKENS_PER_DAY="100000"))
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.emulate_media(color_scheme=scheme)
-    serve_axe(page, live)
     a_fresh_minute()
-    page.goto(live.url + "/")
+    errors = open_page(page, live, scheme)
     usage = page.locator("#usage")
     expect(usage).to_have_text("Today: 0 tokens · 100,000 left")
     prompt = page.locator("#prompt")

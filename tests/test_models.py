@@ -16,7 +16,7 @@ from brook.config import ConfigError, load_settings
 
 from .conftest import AppFactory, LiveServer, new_conversation, read_events, send
 from .fakemodel import FakeModelServer
-from .test_a11y import axe_violations, serve_axe
+from .test_a11y import axe_violations, open_page
 
 MODELS = [
     {"id": "fast", "name": "Fast (chat)", "provider": "openai", "model": "fake-fast"},
@@ -217,11 +217,7 @@ def test_pick_a_model_change_settings_and_see_the_title_come(
         make_app: AppFactory, serve: Any, sqlite_url: str, fake: FakeModelServer, page: Page,
         scheme: Literal["light", "dark"]) -> None:
     live = serve(make_app(sqlite_url, MODELS=json.dumps(MODELS), MODEL_TITLES="true"))
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.emulate_media(color_scheme=scheme)
-    serve_axe(page, live)
-    page.goto(live.url + "/")
+    errors = open_page(page, live, scheme)
     picker = page.get_by_label("Model", exact=True)
     expect(picker).to_be_visible()
     expect(picker).to_have_value("deep")

@@ -29,7 +29,7 @@ from .conftest import (
     wait_for_answer,
 )
 from .fakemodel import FakeModelServer
-from .test_a11y import axe_violations, serve_axe
+from .test_a11y import axe_violations, open_page
 
 REASONING = "The user asks about <b>rivers</b>; I should be brief.\n\nRivers flow downhill."
 REPLY = "A **brook** is a small stream."
@@ -179,11 +179,7 @@ def test_the_thinking_block_streams_open_then_closes(
         make_app: AppFactory, serve: Callable[[Any], LiveServer], sqlite_url: str, page: Page,
         scheme: Literal["light", "dark"]) -> None:
     live = serve(make_app(sqlite_url))
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.emulate_media(color_scheme=scheme)
-    serve_axe(page, live)
-    page.goto(live.url + "/")
+    errors = open_page(page, live, scheme)
     thought = "Consider **both** sides, then `decide`. " * 6
     page.locator("#prompt").fill("Decide? " + directive(reasoning=thought, reply=REPLY,
                                                         gap=0.05, chunk=4))

@@ -34,7 +34,7 @@ from .conftest import (
     wait_until,
 )
 from .fakemodel import FakeModelServer
-from .test_a11y import axe_violations, serve_axe
+from .test_a11y import axe_violations, open_page
 from .test_xss import INSTRUMENT, PAYLOADS, Watch, check_answers, check_page
 
 Serve = Callable[[Flask], LiveServer]
@@ -574,11 +574,7 @@ def test_export_and_import_in_the_page(
         make_app: AppFactory, serve: Serve, sqlite_url: str, page: Page, tmp_path: Path,
         scheme: Literal["light", "dark"]) -> None:
     live = serve(make_app(sqlite_url))
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.emulate_media(color_scheme=scheme)
-    serve_axe(page, live)
-    page.goto(live.url + "/")
+    errors = open_page(page, live, scheme)
     menu_button = page.get_by_role("button", name="Export", exact=True)
     expect(menu_button).to_be_hidden()  # a new chat has nothing to export
     prompt = page.locator("#prompt")

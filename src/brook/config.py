@@ -26,6 +26,7 @@ import importlib.util
 import os
 import tempfile
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
@@ -424,7 +425,7 @@ class Settings(ServingSettings):
             return local_model_name(self.local_model)
         return None
 
-    @property
+    @cached_property
     def model_specs(self) -> list[ModelSpec]:
         """The models people may pick, the default first, each field filled in: MODELS, or
         the one model the single-model variables configure (none: no model)."""
