@@ -131,6 +131,50 @@ def test_the_model_clients_pool_checks_idle_connections_without_a_turn_of_the_lo
     assert report["closed"] == {"readable": True, "turns": 0}
 
 
+RESOLVE = """
+from gevent import monkey; monkey.patch_all()
+import json, socket
+import gevent
+from brook.gunicorn_conf import resolve_addresses_in_place
+
+asked = []
+
+class Counting:  # gevent's own resolver, counting the hosts that reach it
+    def __init__(self, inner):
+        self.inner = inner
+    def getaddrinfo(self, host, *args):
+        asked.append(host)
+        return self.inner.getaddrinfo(host, *args)
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+def resolve():
+    return {host: socket.getaddrinfo(host, 80, 0, socket.SOCK_STREAM)
+            for host in ("127.0.0.1", "::1", "localhost")}
+
+gevent.get_hub().resolver = Counting(gevent.get_hub().resolver)
+before = resolve()
+report = {"asked before": list(asked)}
+asked.clear()
+resolve_addresses_in_place()
+resolve_addresses_in_place()  # once is enough; twice changes nothing
+after = resolve()
+print(json.dumps({**report, "asked after": asked, "same": before == after}))
+"""
+
+
+def test_a_worker_resolves_ip_addresses_without_the_thread_pool() -> None:
+    """gevent hands every lookup to a thread of its pool; the worker answers an IP address
+    (a model server at 127.0.0.1) itself, the same as the pool would, and still hands
+    names to the pool."""
+    result = subprocess.run([sys.executable, "-c", RESOLVE], capture_output=True,
+                            text=True, timeout=60, check=True)
+    report = json.loads(result.stdout)
+    assert report["asked before"] == ["127.0.0.1", "::1", "localhost"]
+    assert report["asked after"] == ["localhost"]
+    assert report["same"] is True
+
+
 HEAP = """
 import gc, json, sys, tempfile
 from brook import create_app

@@ -5,10 +5,9 @@ from __future__ import annotations
 import uuid
 
 from flask import Response, current_app, request
-from sqlalchemy import bindparam, select
+from sqlalchemy import Engine, bindparam, select
 
 from ..chat.service import BadOffset, ChatService, Gone, NotLast
-from ..database import autocommit
 from ..db import get_session
 from ..errors import APIError
 from ..identity import current_owner
@@ -95,9 +94,12 @@ def _resume_offset() -> int | None:
                         "is past the end of the answer.", 404: NO_ANSWER})
 def stream(message_id: uuid.UUID) -> Response:
     after = _resume_offset()
-    session = autocommit(get_session())  # it only reads
-    owned = session.scalar(_OWNS_ANSWER, {"b_id": message_id, "b_owner": current_owner()})
-    session.close()  # a long stream must not hold a pooled connection
+    # One read on a connection of its own (no ORM session): a long stream must not hold a
+    # pooled connection, and a reconnecting reader checks this every time.
+    engine: Engine = current_app.extensions["brook.engine"]
+    with engine.connect() as connection:
+        owned = connection.execution_options(isolation_level="AUTOCOMMIT").scalar(
+            _OWNS_ANSWER, {"b_id": message_id, "b_owner": current_owner()})
     if owned is None:
         raise APIError(404, "not_found", "There is no such answer.")
     chat: ChatService = current_app.extensions["brook.chat"]
