@@ -85,7 +85,6 @@ import json
 import os
 import platform
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -498,17 +497,9 @@ def bus_settings(setup: Setup, args: argparse.Namespace, run_dir: Path) -> dict[
     """Brook's environment for a setup; every instance of the setup shares it (the secret
     key too, so a session cookie from one instance is good on the other)."""
     settings = {
-        "OPENAI_BASE_URL": "", "OPENAI_MODEL": "fake", "MODEL_PROVIDER": "openai",
-        "BROOK_INSTANCE_PATH": str(run_dir / f"instance-{setup.name}"),
-        "SECRET_KEY": secrets.token_urlsafe(32), "WEB_CONCURRENCY": "1",
+        **servers.fake_model_settings("", run_dir / f"instance-{setup.name}"),
         "FLUSH_INTERVAL_MS": str(args.flush_ms), "STREAM_COALESCE_MS": str(args.coalesce_ms),
         "SHUTDOWN_GRACE_SECONDS": "3", "DATABASE_POOL_TIMEOUT": str(args.pool_timeout),
-        # Each client is its own owner and starts one answer, well within the per-owner
-        # limits, which stay on; the deployment's daily budget would run out in a few levels.
-        "BUDGET_TOKENS_PER_DAY": "0",
-        # Every client's one answer is a conversation's first: each would ask the fake model
-        # for a title too, a second request that the levels before titles did not make.
-        "MODEL_TITLES": "false",
     }
     if args.max_answers is not None:
         settings["MAX_ANSWERS_PER_WORKER"] = str(args.max_answers)

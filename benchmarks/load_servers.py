@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -94,6 +95,22 @@ def upstream_stats(stats_port: int) -> dict[str, Any]:
             chunks.append(data)
     report: dict[str, Any] = json.loads(b"".join(chunks))
     return report
+
+
+def fake_model_settings(model_url: str, instance: Path) -> dict[str, str]:
+    """What every benchmark's Brook is given: the fake model at `model_url`, one gevent
+    worker, its own instance folder and secret key."""
+    return {
+        "OPENAI_BASE_URL": model_url, "OPENAI_MODEL": "fake", "MODEL_PROVIDER": "openai",
+        "BROOK_INSTANCE_PATH": str(instance), "SECRET_KEY": secrets.token_urlsafe(32),
+        "WEB_CONCURRENCY": "1",
+        # Each client is its own owner and starts one answer, well within the per-owner
+        # limits, which stay on; the deployment's daily budget would run out in a few levels.
+        "BUDGET_TOKENS_PER_DAY": "0",
+        # Every client's one answer is a conversation's first: each would ask the fake model
+        # for a title too, a second request that the levels before titles did not make.
+        "MODEL_TITLES": "false",
+    }
 
 
 def brook_env(settings: dict[str, str]) -> dict[str, str]:

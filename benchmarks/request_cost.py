@@ -40,8 +40,6 @@ from pathlib import Path
 
 import load_servers as servers
 
-PHASES = ("floor", "create", "send", "stream")
-
 
 class Client:
     """One browser: its connection, its cookie, its conversation and its answer's stream."""
@@ -94,6 +92,12 @@ class Client:
             self.stream.close()
 
 
+# Each phase and what a client does in it, in the order they run.
+STEPS: dict[str, Callable[[Client], None]] = {
+    "floor": Client.floor, "create": Client.create, "send": Client.send,
+    "stream": Client.open_stream}
+
+
 def measure(worker: int, clients: list[Client], step: Callable[[Client], None],
             settle: float) -> float:
     """The worker's CPU milliseconds per client for `step` run on each client in turn
@@ -111,12 +115,8 @@ def run_database(name: str, args: argparse.Namespace, run_dir: Path, upstream_po
     instance = run_dir / f"instance-{name}"
     instance.mkdir(parents=True)
     settings = {
-        "OPENAI_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1", "OPENAI_MODEL": "fake",
-        "MODEL_PROVIDER": "openai", "BROOK_INSTANCE_PATH": str(instance),
-        "SECRET_KEY": secrets.token_urlsafe(32), "WEB_CONCURRENCY": "1",
+        **servers.fake_model_settings(f"http://127.0.0.1:{upstream_port}/v1", instance),
         "SHUTDOWN_GRACE_SECONDS": "1", "MAX_ANSWERS_PER_WORKER": str(args.clients + 1),
-        # As in load.py: each client is its own owner; no daily budget; no title requests.
-        "BUDGET_TOKENS_PER_DAY": "0", "MODEL_TITLES": "false",
     }
     if name == "postgres":
         servers.reset_postgres(args.postgres_url)
@@ -125,17 +125,13 @@ def run_database(name: str, args: argparse.Namespace, run_dir: Path, upstream_po
     servers.run_checked([str(servers.BIN / "brook"), "db", "upgrade"], env=env, cwd=run_dir)
     port = servers.free_port()
     brook = servers.start_brook(port, env, run_dir, run_dir / f"brook-{name}.log")
-    costs: dict[str, list[float]] = {phase: [] for phase in PHASES}
+    costs: dict[str, list[float]] = {phase: [] for phase in STEPS}
     try:
         worker = servers.child_pids(brook.pid)[0]
         for repeat in range(args.repeats + 1):  # the first is a warm-up, not counted
             clients = [Client(port) for _ in range(args.clients)]
-            measured = {
-                "floor": measure(worker, clients, Client.floor, args.settle),
-                "create": measure(worker, clients, Client.create, args.settle),
-                "send": measure(worker, clients, Client.send, args.settle),
-                "stream": measure(worker, clients, Client.open_stream, args.settle),
-            }
+            measured = {phase: measure(worker, clients, step, args.settle)
+                        for phase, step in STEPS.items()}
             for client in clients:
                 client.close()
             if repeat:
@@ -173,11 +169,11 @@ def main() -> None:
         servers.stop(upstream)
     print(f"\nworker CPU ms per request, median of {args.repeats} repeats of {args.clients} "
           "clients (least-most)")
-    print(f"{'database':>10}" + "".join(f"{phase:>20}" for phase in (*PHASES, "per client")))
+    print(f"{'database':>10}" + "".join(f"{phase:>20}" for phase in (*STEPS, "per client")))
     for name, costs in results.items():
         cells = [f"{statistics.median(v):.2f} ({min(v):.2f}-{max(v):.2f})"
                  for v in costs.values()]
-        per_client = [sum(costs[phase][i] for phase in PHASES[1:])
+        per_client = [sum(costs[phase][i] for phase in STEPS if phase != "floor")
                       for i in range(args.repeats)]
         cells.append(f"{statistics.median(per_client):.2f}")
         print(f"{name:>10}" + "".join(f"{cell:>20}" for cell in cells))

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..background import spawn
@@ -46,9 +46,12 @@ from .transfer import (
     read_import,
     store_import,
 )
-from .turns import CONVERSATION_COLUMNS, INSERT_CONVERSATION, Busy, NotFound, NotLast, Turn, Turns
+from .turns import CONVERSATIONS, Busy, NotFound, NotLast, Turn, Turns
 
 log = logging.getLogger(__name__)
+
+# Built once, as turns.py's statements are; executed with every column of the new row.
+INSERT_CONVERSATION = insert(CONVERSATIONS)
 
 STOP_WAIT_SECONDS = 3.0
 
@@ -157,8 +160,7 @@ class ChatService:
         now = utcnow()
         conversation = Conversation(id=uuid.uuid4(), owner=owner, title=title,
                                     title_source="user" if title else "none",
-                                    title_worker=None, model=None, system_prompt=None,
-                                    temperature=None, created_at=now, updated_at=now)
+                                    created_at=now, updated_at=now)
         self._settle(conversation, settings or {})
         if quota is None or not (quota.conversations_per_day or quota.stored_conversations):
             autocommit(session)  # one INSERT
@@ -167,7 +169,7 @@ class ChatService:
         # A Core INSERT of what the object holds (it stays out of the session): the ORM's
         # unit of work cost more than the statement on SQLite.
         session.connection().execute(INSERT_CONVERSATION, {
-            column: getattr(conversation, column) for column in CONVERSATION_COLUMNS})
+            column.key: getattr(conversation, column.key) for column in CONVERSATIONS.columns})
         session.commit()
         return conversation
 

@@ -47,9 +47,6 @@ _COLUMNS = ("id", "conversation_id", "position", "role", "content", "reasoning",
 # Executed with both rows at once: one statement, cached once compiled (a multi-row VALUES
 # clause is compiled anew every time).
 INSERT_MESSAGES = insert(MESSAGES)
-CONVERSATION_COLUMNS = ("id", "owner", "title", "title_source", "title_worker", "model",
-                        "system_prompt", "temperature", "created_at", "updated_at")
-INSERT_CONVERSATION = insert(CONVERSATIONS)
 
 
 class NotFound(LookupError):
